@@ -1,0 +1,28 @@
+"""The ``vantage`` command: one front for training, evaluation, benchmarks, data, export and deployment."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vantage")
+def main() -> None:
+    """Vantage: simulation-in-the-loop active perception workbench."""
+
+
+@main.group()
+def bench() -> None:
+    """Speed and learning benchmarks; each prints ratios and can write JSON."""
+
+
+def _register() -> None:
+    # Subcommands live in their own modules; imported here so `vantage --help` lists them all.
+    # --- registration block: one line per command module ---
+    pass
+
+
+_register()
+
+if __name__ == "__main__":
+    main()
