@@ -19,7 +19,9 @@ def bench() -> None:
 def _register() -> None:
     # Subcommands live in their own modules; imported here so `vantage --help` lists them all.
     # --- registration block: one line per command module ---
-    pass
+    from scripts.train_eval_cli import eval_cmd, train_cmd; main.add_command(train_cmd); main.add_command(eval_cmd)
+    from scripts.bench_tracking import bench_env, bench_rewards; bench.add_command(bench_env); bench.add_command(bench_rewards)
+    from scripts.demo import demo; main.add_command(demo)
 
 
 _register()

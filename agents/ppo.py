@@ -1,0 +1,92 @@
+"""PPO for Vantage tasks: named presets kept as data and a PPO whose optimiser groups keep their LR ratio."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.utils import update_learning_rate
+
+from agents.normalization import EpisodeMinMaxRolloutBuffer
+from agents.policies import SplitLRActorCriticCnnPolicy, TrackingCNN
+from envs.errors import UnknownNameError
+
+
+class VantagePPO(PPO):
+    """SB3 PPO that scales the scheduled learning rate per optimiser group by the group's ``lr_scale``."""
+
+    policy_aliases = {**PPO.policy_aliases, "SplitLRCnnPolicy": SplitLRActorCriticCnnPolicy}  # noqa: RUF012
+
+    def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
+        lr = self.lr_schedule(self._current_progress_remaining)
+        self.logger.record("train/learning_rate", lr)
+        if not isinstance(optimizers, list):
+            optimizers = [optimizers]
+        for optimizer in optimizers:
+            update_learning_rate(optimizer, lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+#: Named PPO settings per task. ``paper`` follows Tiritiris et al. 2021 (clip 0.2, 10 epochs, batch 64,
+#: max grad norm 0.5, actor lr 1e-4 / critic lr 3e-4, separate actor and critic CNNs).
+PPO_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tracking": {
+        "paper": {
+            "policy": "SplitLRCnnPolicy",
+            "learning_rate": 1e-4,
+            "n_steps": 1024,
+            "batch_size": 64,
+            "n_epochs": 10,
+            "gamma": 0.75,
+            "gae_lambda": 0.95,
+            "clip_range": 0.2,
+            "ent_coef": 0.0,
+            "vf_coef": 0.5,
+            "max_grad_norm": 0.5,
+            "policy_kwargs": {
+                "features_extractor_class": TrackingCNN,
+                "features_extractor_kwargs": {"features_dim": 256},
+                "net_arch": {"pi": [128, 64], "vf": [128, 64]},
+                "share_features_extractor": False,
+                "critic_lr_scale": 3.0,
+            },
+        },
+    },
+}
+
+
+def ppo_kwargs(task: str, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Constructor keyword arguments for :class:`VantagePPO` from a named preset plus overrides."""
+    if task not in PPO_PRESETS:
+        raise UnknownNameError("PPO task", task, PPO_PRESETS)
+    if preset not in PPO_PRESETS[task]:
+        raise UnknownNameError(f"PPO preset for {task}", preset, PPO_PRESETS[task])
+    kwargs = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PPO_PRESETS[task][preset].items()}
+    for key, value in (overrides or {}).items():
+        if key == "policy_kwargs":
+            kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **value}
+        else:
+            kwargs[key] = value
+    return kwargs
+
+
+def make_ppo(env: Any, task: str, preset: str = "paper", normalize_rewards: bool = False,
+             overrides: Mapping[str, Any] | None = None, **sb3_kwargs: Any) -> VantagePPO:
+    """Build a PPO agent for ``task`` on ``env`` (a VecEnv) from a preset.
+
+    Args:
+        env: a vectorised environment.
+        task: preset family, e.g. ``"tracking"``.
+        preset: preset name within the family.
+        normalize_rewards: min-max normalise rewards per episode before each update (the paper's option).
+        overrides: preset entries to replace (``policy_kwargs`` is merged).
+        **sb3_kwargs: passed to the SB3 constructor (``seed``, ``tensorboard_log``, ``device``, ``verbose``).
+    """
+    kwargs = ppo_kwargs(task, preset, overrides)
+    policy = kwargs.pop("policy")
+    if normalize_rewards:
+        kwargs["rollout_buffer_class"] = EpisodeMinMaxRolloutBuffer
+    return VantagePPO(policy, env, **{**kwargs, **sb3_kwargs})

@@ -1,0 +1,237 @@
+"""Training runs: a config dataclass, a run directory, vectorised environments, checkpoints and resume.
+
+A run directory holds ``config.json`` (everything needed to rebuild the environment and the agent),
+``checkpoints/latest.{zip,json}`` (atomic, every ``checkpoint_every`` steps), ``tb/`` (TensorBoard),
+``model.zip`` (the final agent) and ``train_summary.json`` (steps, wall time, steps per second).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+import envs  # noqa: F401  (registers the environments)
+from agents.checkpoints import (
+    AtomicCheckpointCallback,
+    atomic_write_json,
+    latest_checkpoint,
+    load_model,
+    save_model_atomic,
+)
+from envs.errors import CheckpointError, InvalidArgumentError, check_choice
+
+#: CLI task name -> (Gymnasium id, PPO preset family).
+TASKS: dict[str, str] = {"tracking": "vantage/ActiveTracking-v0"}
+ALGOS = ("ppo", "rainbow")
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.zip"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run directory."""
+
+    task: str = "tracking"
+    """Task name (``vantage train TASK``)."""
+    algo: str = "ppo"
+    """``ppo`` or ``rainbow``."""
+    steps: int = 100_000
+    """Total environment steps (summed over vectorised environments)."""
+    seed: int = 0
+    """Seed of the agent and of the training environments."""
+    n_envs: int = 2
+    """Number of vectorised environments."""
+    vec_env: str = "dummy"
+    """``dummy`` (one process) or ``subproc`` (one process per environment)."""
+    preset: str = "paper"
+    """Named agent preset (see :data:`agents.ppo.PPO_PRESETS`)."""
+    normalize_rewards: bool = False
+    """Min-max normalise rewards per episode before each PPO update (the paper's option)."""
+    checkpoint_every: int = 10_000
+    """Environment steps between atomic checkpoints."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for ``gymnasium.make`` (``reward``, ``action_mode``, ``motion``, ``backend``...)."""
+    agent_overrides: dict[str, Any] = field(default_factory=dict)
+    """Preset entries to replace, e.g. ``{"gamma": 0.5}``."""
+    torch_threads: int = 1
+    """CPU threads for PyTorch; small nets train fastest single-threaded beside the simulator."""
+
+    def validate(self) -> None:
+        check_choice("task", self.task, TASKS)
+        check_choice("algo", self.algo, ALGOS)
+        check_choice("vec_env", self.vec_env, ("dummy", "subproc"))
+        for name in ("steps", "n_envs", "checkpoint_every", "torch_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"{name}={value!r} must be an integer >= 1")
+
+    @property
+    def env_id(self) -> str:
+        return TASKS[self.task]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(payload) - known
+        if unknown:
+            raise CheckpointError(f"config.json has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**payload)
+
+
+def load_config(run_dir: Path) -> TrainConfig:
+    """Read a run directory's ``config.json``."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
+    try:
+        return TrainConfig.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {exc}") from exc
+
+
+def make_env(config: TrainConfig, n_envs: int | None = None, seed: int | None = None) -> VecEnv:
+    """Vectorised training environments for ``config``."""
+    vec_cls = SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv
+    return make_vec_env(
+        config.env_id,
+        n_envs=n_envs or config.n_envs,
+        seed=config.seed if seed is None else seed,
+        env_kwargs=dict(config.env_kwargs),
+        vec_env_cls=vec_cls,
+    )
+
+
+def algo_class(algo: str) -> type[BaseAlgorithm]:
+    """The algorithm class behind an ``--algo`` name."""
+    check_choice("algo", algo, ALGOS)
+    if algo == "ppo":
+        from agents.ppo import VantagePPO
+
+        return VantagePPO
+    from agents.rainbow import Rainbow
+
+    return Rainbow
+
+
+def build_agent(config: TrainConfig, env: VecEnv, run_dir: Path | None = None) -> BaseAlgorithm:
+    """A fresh agent for ``config`` on ``env``."""
+    tb = str(Path(run_dir) / "tb") if run_dir is not None else None
+    if config.algo == "ppo":
+        from agents.ppo import make_ppo
+
+        return make_ppo(
+            env, config.task, config.preset, normalize_rewards=config.normalize_rewards,
+            overrides=config.agent_overrides, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
+        )
+    from agents.rainbow import Rainbow, rainbow_kwargs
+
+    kwargs = rainbow_kwargs(config.task, config.preset, config.agent_overrides)
+    policy = kwargs.pop("policy")
+    return Rainbow(policy, env, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0, **kwargs)
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+    """Train (or resume) a run in ``run_dir`` until ``config.steps`` environment steps.
+
+    Args:
+        config: the run's settings. On resume the saved ``config.json`` is used and ``config.steps`` may
+            raise the total.
+        run_dir: run directory (created if missing).
+        resume: continue from ``run_dir``'s latest checkpoint.
+        progress_bar: show a progress bar.
+
+    Returns:
+        The training summary also written to ``train_summary.json``.
+
+    Raises:
+        CheckpointError: ``resume`` without a checkpoint, or a corrupt checkpoint/config.
+        InvalidArgumentError: a new run into a directory that already holds one.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        saved = load_config(run_dir)
+        saved.steps = max(saved.steps, config.steps)
+        config = saved
+    elif (run_dir / CONFIG_FILE).exists():
+        raise InvalidArgumentError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    config.validate()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / CONFIG_FILE, config.to_json())
+    torch.set_num_threads(config.torch_threads)
+
+    env = make_env(config)
+    if resume:
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            env.close()
+            raise CheckpointError(f"nothing to resume in {run_dir}: no checkpoints/latest.zip")
+        model = load_model(algo_class(config.algo), found[0], env=env, device="cpu")
+        model.tensorboard_log = str(run_dir / "tb")
+    else:
+        model = build_agent(config, env, run_dir)
+
+    remaining = config.steps - model.num_timesteps
+    checkpoint = AtomicCheckpointCallback(run_dir, config.checkpoint_every)
+    started = time.perf_counter()
+    start_steps = model.num_timesteps
+    try:
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining, callback=checkpoint, reset_num_timesteps=not resume,
+                progress_bar=progress_bar, tb_log_name="run",
+            )
+    finally:
+        # An interrupt still leaves a checkpoint of everything learned so far.
+        checkpoint.save()
+        env.close()
+    wall = time.perf_counter() - started
+    save_model_atomic(model, run_dir / MODEL_FILE)
+    summary = {
+        "task": config.task,
+        "algo": config.algo,
+        "num_timesteps": int(model.num_timesteps),
+        "steps_this_session": int(model.num_timesteps - start_steps),
+        "wall_time_s": round(wall, 2),
+        "steps_per_s": round((model.num_timesteps - start_steps) / max(wall, 1e-9), 1),
+        "resumed": resume,
+    }
+    atomic_write_json(run_dir / "train_summary.json", summary)
+    return summary
+
+
+def load_agent(run_dir: Path) -> tuple[TrainConfig, BaseAlgorithm]:
+    """A run's config and its final (or else latest checkpointed) agent."""
+    config = load_config(run_dir)
+    path = Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            raise CheckpointError(f"{run_dir} has neither {MODEL_FILE} nor a checkpoint")
+        path = found[0]
+    return config, load_model(algo_class(config.algo), path, device="cpu")
+
+
+def make_eval_env(config: TrainConfig, **overrides: Any) -> gym.Env:
+    """One evaluation environment with the run's settings and ``overrides`` (e.g. ``motion``)."""
+    return gym.make(config.env_id, **{**config.env_kwargs, **overrides})
+
+
+def seeds_for(seed: int, n: int) -> list[int]:
+    """``n`` episode seeds derived from ``seed`` and disjoint from training seeds (which are small)."""
+    return [int(s) for s in np.random.SeedSequence([seed, 10_007]).generate_state(n) % (2**31 - 1)]

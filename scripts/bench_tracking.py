@@ -1,0 +1,79 @@
+"""``vantage bench env tracking`` and ``vantage bench rewards tracking``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("env")
+@click.argument("task", type=click.Choice(["tracking"]))
+@click.option("--steps", type=click.IntRange(min=100), default=3000, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True,
+              help="Folder for env_<task>.json.")
+def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path) -> None:
+    """Control steps/s of TASK's environment vs bare MuJoCo doing the same physics steps + one render."""
+    from agents.checkpoints import atomic_write_json
+    from envs.benchmark import tracking_throughput
+
+    result = tracking_throughput(n_steps=steps, repeats=repeats)
+    atomic_write_json(out / f"env_{task}.json", result)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(
+            f"{result['env']}: {result['env_steps_per_s']:.0f} steps/s; bare MuJoCo (physics + render): "
+            f"{result['raw_steps_per_s']:.0f} steps/s; ratio {result['ratio']:.2f} (target >= 0.60)"
+        )
+
+
+@click.command("rewards")
+@click.argument("task", type=click.Choice(["tracking"]))
+@click.option("--steps", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Training steps per run.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated training seeds.")
+@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Evaluation episodes per run and setup.")
+@click.option("--rewards", default="td,negative,hint", show_default=True)
+@click.option("--action-modes", default="discrete,continuous", show_default=True)
+@click.option("--setups", default="constant,switching,obstacles", show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel training runs.")
+@click.option("--normalize-rewards/--no-normalize-rewards", default=False, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/reward_study"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def bench_rewards(task: str, steps: int, seeds: str, episodes: int, rewards: str, action_modes: str, setups: str,
+                  jobs: int, normalize_rewards: bool, out: Path, as_json: bool) -> None:
+    """The TD-reward paper's comparison (reward x action mode x motion, several seeds): table + plot."""
+    from agents.reward_study import (
+        ACTION_MODES,
+        REWARDS,
+        SETUPS,
+        RewardStudyConfig,
+        format_study,
+        run_reward_study,
+    )
+    from envs.errors import check_choice
+
+    def _split(text: str, allowed: tuple[str, ...], kind: str) -> tuple[str, ...]:
+        return tuple(check_choice(kind, t.strip(), allowed) for t in text.split(",") if t.strip())
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{seeds!r} must be comma-separated integers", param_hint="--seeds") from exc
+    study = RewardStudyConfig(
+        out=out, steps=steps, seeds=seed_list, episodes=episodes,
+        rewards=_split(rewards, REWARDS, "reward scheme"),
+        action_modes=_split(action_modes, ACTION_MODES, "action mode"),
+        setups=_split(setups, SETUPS, "motion"), jobs=jobs, normalize_rewards=normalize_rewards,
+    )
+    payload = run_reward_study(study, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(payload["summary"], indent=2))
+    else:
+        click.echo(format_study(payload["summary"], study))
+        click.echo(f"table, JSON and plot in {out}")

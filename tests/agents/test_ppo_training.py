@@ -1,0 +1,154 @@
+"""PPO presets, split learning rates, per-episode normalisation, checkpoints, train -> eval -> resume."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from stable_baselines3.common.logger import configure
+
+from agents.checkpoints import load_model, save_model_atomic
+from agents.normalization import EpisodeMinMaxRolloutBuffer, episode_segments
+from agents.ppo import VantagePPO, make_ppo, ppo_kwargs
+from agents.training import TrainConfig, load_agent, make_env, train
+from envs.errors import CheckpointError, InvalidArgumentError, UnknownNameError
+from scripts.cli import main
+
+TINY = {"n_steps": 64, "batch_size": 32, "n_epochs": 1,
+        "policy_kwargs": {"features_extractor_kwargs": {"features_dim": 32}, "net_arch": {"pi": [16], "vf": [16]}}}
+
+
+def _tiny_config(**kw):
+    base = dict(steps=128, n_envs=1, checkpoint_every=64, agent_overrides=TINY,
+                env_kwargs={"reward": "td", "action_mode": "discrete"})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_preset_lookup_and_errors():
+    kwargs = ppo_kwargs("tracking", "paper", {"gamma": 0.5, "policy_kwargs": {"critic_lr_scale": 2.0}})
+    assert kwargs["gamma"] == 0.5 and kwargs["clip_range"] == 0.2 and kwargs["n_epochs"] == 10
+    assert kwargs["policy_kwargs"]["critic_lr_scale"] == 2.0
+    assert kwargs["policy_kwargs"]["share_features_extractor"] is False
+    with pytest.raises(UnknownNameError, match="paper"):
+        ppo_kwargs("tracking", "fast")
+    with pytest.raises(UnknownNameError, match="tracking"):
+        ppo_kwargs("juggling")
+
+
+def test_split_learning_rates_follow_schedule():
+    env = make_env(_tiny_config())
+    model = make_ppo(env, "tracking", overrides=TINY, learning_rate=1e-4)
+    groups = model.policy.optimizer.param_groups
+    assert [g["lr_scale"] for g in groups] == [1.0, 3.0]
+    model.set_logger(configure(None, []))
+    model._update_learning_rate(model.policy.optimizer)
+    assert groups[0]["lr"] == pytest.approx(1e-4) and groups[1]["lr"] == pytest.approx(3e-4)
+    critic = {id(p) for p in model.policy.vf_features_extractor.parameters()}
+    actor = {id(p) for p in model.policy.pi_features_extractor.parameters()}
+    assert critic <= {id(p) for p in groups[1]["params"]}
+    assert actor <= {id(p) for p in groups[0]["params"]}
+    env.close()
+
+
+def test_episode_segments_and_minmax_buffer():
+    assert episode_segments(np.array([1, 0, 0, 1, 0])) == [(0, 3), (3, 5)]
+    assert episode_segments(np.array([0, 0])) == [(0, 2)]
+    import gymnasium as gym
+
+    buf = EpisodeMinMaxRolloutBuffer(5, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), n_envs=1, gamma=0.0,
+                                     gae_lambda=1.0)
+    for r, start in zip([1.0, 3.0, 2.0, -1.0, 5.0], [1, 0, 0, 1, 0]):
+        buf.add(np.zeros((1, 1)), np.zeros((1, 1)), np.array([r]), np.array([start]), torch.zeros(1), torch.zeros(1))
+    buf.compute_returns_and_advantage(torch.zeros(1), np.array([0]))
+    assert buf.rewards[:, 0] == pytest.approx([0.0, 1.0, 0.5, 0.0, 1.0])
+    assert buf.returns[:, 0] == pytest.approx([0.0, 1.0, 0.5, 0.0, 1.0])  # gamma 0: returns are rewards
+
+
+def test_train_writes_run_and_resume_continues(tmp_path):
+    run = tmp_path / "run"
+    summary = train(_tiny_config(), run, progress_bar=False)
+    assert summary["num_timesteps"] == 128
+    for name in ("config.json", "model.zip", "train_summary.json", "checkpoints/latest.zip", "checkpoints/latest.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").rglob("events.out.tfevents.*"))
+    with pytest.raises(InvalidArgumentError, match="--resume"):
+        train(_tiny_config(), run, progress_bar=False)
+    summary = train(_tiny_config(steps=256), run, resume=True, progress_bar=False)
+    assert summary["num_timesteps"] == 256 and summary["resumed"]
+    assert json.loads((run / "checkpoints/latest.json").read_text())["num_timesteps"] == 256
+    config, agent = load_agent(run)
+    assert config.steps == 256 and isinstance(agent, VantagePPO)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not a run directory"):
+        train(_tiny_config(), tmp_path, resume=True, progress_bar=False)
+
+
+def test_corrupt_checkpoints_give_named_errors(tmp_path):
+    bad = tmp_path / "model.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="not a zip"):
+        load_model(VantagePPO, bad)
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as z:
+        z.writestr("data", "{}")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_model(VantagePPO, tmp_path / "empty.zip")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(VantagePPO, tmp_path / "missing.zip")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_agent(tmp_path / "run")
+
+
+def test_atomic_save_round_trip_reproduces_actions(tmp_path):
+    env = make_env(_tiny_config())
+    model = make_ppo(env, "tracking", overrides=TINY, seed=0)
+    save_model_atomic(model, tmp_path / "m.zip")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.zip"]  # no temporary files left behind
+    loaded = load_model(VantagePPO, tmp_path / "m.zip")
+    obs = env.reset()
+    for _ in range(5):
+        a1, _ = model.predict(obs, deterministic=True)
+        a2, _ = loaded.predict(obs, deterministic=True)
+        np.testing.assert_array_equal(a1, a2)
+        obs, *_ = env.step(a1)
+    env.close()
+
+
+def test_cli_train_eval_resume(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "cli_run"
+    tiny = ["--set", "n_steps=64", "--set", "batch_size=32", "--set", "n_epochs=1",
+            "--set", 'policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}, "net_arch": [16]}']
+    result = runner.invoke(main, ["train", "tracking", "--steps", "64", "--n-envs", "1", "--checkpoint-every", "64",
+                                  "--no-progress", "--gamma", "0.5", "--out", str(run), *tiny])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["agent_overrides"]["gamma"] == 0.5
+    result = runner.invoke(main, ["train", "tracking", "--steps", "128", "--resume", "--no-progress",
+                                  "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "128 steps" in result.output
+    result = runner.invoke(main, ["eval", str(run), "--episodes", "2", "--seed", "3", "--motion", "switching",
+                                  "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["episodes"] == 2
+    for key in ("distance_error_mean", "distance_error_std", "steps_mean"):
+        assert isinstance(payload[key], float)
+    assert (run / "eval_agent_switching.json").is_file()
+    result = runner.invoke(main, ["eval", str(run), "--episodes", "1", "--policy", "static"])
+    assert result.exit_code == 0, result.output
+    assert "| static |" in result.output
+
+
+def test_cli_rejects_bad_names(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "tracking", "--reward", "positive", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "positive" in result.output
+    result = runner.invoke(main, ["train", "flying", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "flying" in result.output
