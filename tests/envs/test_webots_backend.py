@@ -32,13 +32,11 @@ from envs.errors import (
 from envs.sim import make_backend, worlds_dir
 from envs.sim import webots as webots_module
 from envs.sim.base import Pose
+from envs.sim.wbt import WEBOTS_BASE_NODES, load_world, parse_world
 from envs.sim.webots import (
-    WEBOTS_BASE_NODES,
     WebotsBackend,
     axis_angle_to_quaternion,
     horizontal_to_vertical_fov,
-    load_world,
-    parse_world,
     quaternion_to_axis_angle,
 )
 from tests.fakes import FakeRobot, FakeTouchSensor, FakeWorld, install_fake_controller, tracking_world
