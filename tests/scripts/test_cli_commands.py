@@ -1,0 +1,70 @@
+"""The benchmark and demo commands on toy budgets."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from agents.training import TrainConfig, train
+from scripts.cli import main
+
+TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 1,
+        "policy_kwargs": {"features_extractor_kwargs": {"features_dim": 16}, "net_arch": [8]}}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainConfig(steps=32, n_envs=1, checkpoint_every=32, agent_overrides=TINY), run, progress_bar=False)
+    return run
+
+
+def test_bench_env_json(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "env", "tracking", "--steps", "200", "--repeats", "1", "--json",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["env_steps_per_s"] > 0 and payload["raw_steps_per_s"] > 0
+    assert payload["ratio"] == pytest.approx(payload["env_steps_per_s"] / payload["raw_steps_per_s"], rel=1e-2)
+    assert json.loads((tmp_path / "env_tracking.json").read_text())["n_steps"] == 200
+
+
+def test_bench_rewards_tiny_grid(tmp_path, monkeypatch):
+    # Toy agents: the study's own training settings are replaced by a tiny PPO.
+    import agents.reward_study as study
+
+    original = study.TrainConfig
+    monkeypatch.setattr(study, "TrainConfig", lambda **kw: original(**{**kw, "n_envs": 1, "agent_overrides": TINY,
+                                                                         "checkpoint_every": 32}))
+    out = tmp_path / "study"
+    result = CliRunner().invoke(main, ["bench", "rewards", "tracking", "--steps", "32", "--seeds", "0",
+                                       "--episodes", "1", "--rewards", "td,hint", "--action-modes", "discrete",
+                                       "--setups", "constant,switching", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "reward_study.json").read_text())
+    assert {(r["setup"], r["reward"]) for r in payload["summary"]} == {
+        ("constant", "td"), ("constant", "hint"), ("switching", "td"), ("switching", "hint")}
+    assert (out / "reward_study.png").stat().st_size > 1000
+    assert "| constant, discrete |" in (out / "reward_study.md").read_text()
+    # a second call reuses the finished runs
+    result = CliRunner().invoke(main, ["bench", "rewards", "tracking", "--steps", "32", "--seeds", "0",
+                                       "--episodes", "1", "--rewards", "td", "--action-modes", "discrete",
+                                       "--setups", "constant", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def test_bench_rewards_rejects_unknown_names(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "rewards", "tracking", "--rewards", "td,bonus", "--out",
+                                       str(tmp_path)])
+    assert result.exit_code != 0
+    assert "bonus" in str(result.exception)
+
+
+def test_demo_on_a_given_run(tiny_run, tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "--run", str(tiny_run), "--episodes", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("results.md", "results.json", "tracking.png", "tracking_active.mp4", "tracking_active.gif"):
+        assert (out / name).stat().st_size > 0, name
+    table = (out / "results.md").read_text()
+    assert "active (PPO), constant" in table and "static, switching" in table
