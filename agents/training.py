@@ -198,7 +198,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress_bar
             )
     finally:
         # An interrupt still leaves a checkpoint of everything learned so far.
-        checkpoint.save()
+        if getattr(checkpoint, "model", None) is not None:
+            checkpoint.save()
         env.close()
     wall = time.perf_counter() - started
     save_model_atomic(model, run_dir / MODEL_FILE)
