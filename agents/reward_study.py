@@ -58,6 +58,9 @@ def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dic
     )
     if not (run_dir / MODEL_FILE).is_file():
         resume = (run_dir / "checkpoints" / "latest.zip").is_file()
+        if not resume:
+            # A run stopped before its first checkpoint has nothing to keep: start it afresh.
+            (run_dir / "config.json").unlink(missing_ok=True)
         train(config, run_dir, resume=resume, progress_bar=False)
     summary = json.loads((run_dir / "train_summary.json").read_text())
     _, agent = load_agent(run_dir)
