@@ -24,10 +24,18 @@ CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 
 
+def _umask_mode() -> int:
+    # mkstemp creates files 0600; give finished files the permissions a plain open() would.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, _umask_mode())
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -49,6 +57,7 @@ def save_model_atomic(model: BaseAlgorithm, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".zip")
     os.close(fd)
+    os.chmod(tmp, _umask_mode())
     try:
         model.save(tmp)
         os.replace(tmp, path)

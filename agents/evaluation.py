@@ -18,6 +18,8 @@ class EpisodeResult:
     distance_error_mean: float
     angle_error_mean: float
     target_lost: bool
+    distance_errors: list[float] = field(default_factory=list, repr=False)
+    """Per-step distance errors, kept for the first episode only (for plots)."""
 
 
 @dataclass
@@ -37,7 +39,7 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["episodes"] = len(self.episodes)
-        payload["per_episode"] = [asdict(e) for e in self.episodes]
+        payload["per_episode"] = [{k: v for k, v in asdict(e).items() if k != "distance_errors"} for e in self.episodes]
         return payload
 
 
@@ -55,7 +57,7 @@ def run_episodes(policy: Any, env: gym.Env, seeds: list[int], name: str = "agent
     """
     episodes: list[EpisodeResult] = []
     for i, seed in enumerate(tqdm(seeds, desc=f"eval {name}", disable=not progress, leave=False)):
-        obs, info = env.reset(seed=seed)
+        obs, info0 = env.reset(seed=seed)
         done, steps, total = False, 0, 0.0
         dist, ang, lost = [], [], False
         if frames is not None and i == 0:
@@ -71,7 +73,8 @@ def run_episodes(policy: Any, env: gym.Env, seeds: list[int], name: str = "agent
             lost = lost or bool(info.get("target_lost", False))
             if frames is not None and i == 0:
                 frames.append(env.render())
-        episodes.append(EpisodeResult(seed, steps, total, float(np.mean(dist)), float(np.mean(ang)), lost))
+        episodes.append(EpisodeResult(seed, steps, total, float(np.mean(dist)), float(np.mean(ang)), lost,
+                                      distance_errors=[info0["distance_error"], *dist] if i == 0 else []))
     errors = np.array([e.distance_error_mean for e in episodes])
     return EvalResult(
         policy=name,

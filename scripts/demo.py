@@ -16,7 +16,7 @@ SHIPPED_RUN = Path(__file__).resolve().parents[1] / "assets" / "models" / "track
 
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
-@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--episodes", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--run", "run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Evaluate this run directory instead of the shipped checkpoint.")
@@ -58,7 +58,7 @@ def demo(out: Path, episodes: int, seed: int, run_dir: Path | None, train_steps:
             if frames:
                 write_video(out / "tracking_active.mp4", frames, fps=20)
                 write_video(out / "tracking_active.gif", frames[:300:2], fps=10)
-            traces[(name, motion)] = _trace(config, policy_of, seeds[0], motion)
+            traces[(name, motion)] = result.episodes[0].distance_errors
 
     table = format_table(results)
     (out / "results.md").write_text(table + "\n")
@@ -70,23 +70,6 @@ def demo(out: Path, episodes: int, seed: int, run_dir: Path | None, train_steps:
     active = next(r for r in results if r.policy.startswith("active") and r.policy.endswith("constant"))
     click.echo(json.dumps({"active_constant_distance_error_m": round(active.distance_error_mean, 4),
                            "active_constant_steps_mean": active.steps_mean}))
-
-
-def _trace(config, policy_of, seed: int, motion: str) -> list[float]:
-    """Per-step distance error of one episode, for the plot."""
-    from agents.training import make_eval_env
-
-    env = make_eval_env(config, motion=motion)
-    policy = policy_of(env.action_space)
-    obs, info = env.reset(seed=seed)
-    errors, done = [info["distance_error"]], False
-    while not done:
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, _, terminated, truncated, info = env.step(action)
-        errors.append(info["distance_error"])
-        done = terminated or truncated
-    env.close()
-    return errors
 
 
 def _plot(results, traces, path: Path) -> None:
