@@ -63,6 +63,12 @@ def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dic
             (run_dir / "config.json").unlink(missing_ok=True)
         train(config, run_dir, resume=resume, progress_bar=False)
     summary = json.loads((run_dir / "train_summary.json").read_text())
+    cached = run_dir / "study_eval.json"
+    wanted = {"setups": list(study.setups), "episodes": study.episodes}
+    if cached.is_file():
+        previous = json.loads(cached.read_text())
+        if previous.get("settings") == wanted:
+            return previous["result"]
     _, agent = load_agent(run_dir)
     evals = {}
     for setup in study.setups:
@@ -71,8 +77,10 @@ def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dic
         env.close()
         evals[setup] = {"distance_error": result.distance_error_mean, "steps": result.steps_mean,
                         "angle_error": result.angle_error_mean, "lost_fraction": result.lost_fraction}
-    return {"reward": reward, "action_mode": mode, "seed": seed, "train_wall_s": summary["wall_time_s"],
-            "eval": evals}
+    result = {"reward": reward, "action_mode": mode, "seed": seed, "train_wall_s": summary["wall_time_s"],
+              "eval": evals}
+    atomic_write_json(cached, {"settings": wanted, "result": result})
+    return result
 
 
 def run_reward_study(study: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
