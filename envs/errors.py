@@ -6,7 +6,10 @@ only know the standard library still catch them. Every message names the bad val
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class VantageError(Exception):
@@ -57,3 +60,11 @@ def check_choice(kind: str, value: str, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise UnknownNameError(kind, value, allowed)
     return value
+
+
+def lookup(kind: str, table: Mapping[str, T], name: str) -> T:
+    """``table[name]``, or :class:`UnknownNameError` listing ``table``'s names."""
+    try:
+        return table[name]
+    except KeyError:
+        raise UnknownNameError(kind, name, table) from None

@@ -30,6 +30,7 @@ from envs.errors import (
     SimulatorNotAvailableError,
     UnknownNameError,
     WorldFileError,
+    lookup,
 )
 from envs.sim.base import Pose, SimBackend
 
@@ -170,16 +171,10 @@ class MujocoBackend(SimBackend):
         return True
 
     def _entity(self, name: str) -> tuple[str, int, np.ndarray]:
-        try:
-            return self._entities[name]
-        except KeyError:
-            raise UnknownNameError("entity", name, self._entities) from None
+        return lookup("entity", self._entities, name)
 
     def _check_camera(self, name: str) -> int:
-        try:
-            return self._cameras[name]
-        except KeyError:
-            raise UnknownNameError("camera", name, self._cameras) from None
+        return lookup("camera", self._cameras, name)
 
     # -- SimBackend ------------------------------------------------------------------------------
     @property

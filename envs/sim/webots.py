@@ -68,6 +68,7 @@ from envs.errors import (
     SimulatorNotAvailableError,
     UnknownNameError,
     WorldFileError,
+    lookup,
 )
 from envs.sim.base import Pose, SimBackend
 from envs.sim.wbt import load_world
@@ -458,16 +459,10 @@ class WebotsBackend(SimBackend):
         return self._supervisor
 
     def _entity(self, name: str) -> _Entity:
-        try:
-            return self._entities[name]
-        except KeyError:
-            raise UnknownNameError("entity", name, self._entities) from None
+        return lookup("entity", self._entities, name)
 
     def _camera(self, name: str) -> Any:
-        try:
-            return self._cameras[name]
-        except KeyError:
-            raise UnknownNameError("camera", name, self._cameras) from None
+        return lookup("camera", self._cameras, name)
 
     # -- SimBackend --------------------------------------------------------------------------------------
     @property
