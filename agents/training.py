@@ -137,11 +137,12 @@ def build_agent(config: TrainConfig, env: VecEnv, run_dir: Path | None = None) -
             env, config.task, config.preset, normalize_rewards=config.normalize_rewards,
             overrides=config.agent_overrides, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
         )
-    from agents.rainbow import Rainbow, rainbow_kwargs
+    from agents.rainbow import Rainbow
 
-    kwargs = rainbow_kwargs(config.task, config.preset, config.agent_overrides)
-    policy = kwargs.pop("policy")
-    return Rainbow(policy, env, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0, **kwargs)
+    # Rainbow presets are named after tasks; "paper" (the PPO default) means the task's own preset.
+    preset = config.task if config.preset == "paper" else config.preset
+    return Rainbow.from_preset(preset, env, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
+                               **config.agent_overrides)
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:

@@ -16,13 +16,22 @@ from agents.training import TrainConfig, load_agent, make_env, train
 from envs.errors import CheckpointError, InvalidArgumentError, UnknownNameError
 from scripts.cli import main
 
-TINY = {"n_steps": 64, "batch_size": 32, "n_epochs": 1,
-        "policy_kwargs": {"features_extractor_kwargs": {"features_dim": 32}, "net_arch": {"pi": [16], "vf": [16]}}}
+TINY = {
+    "n_steps": 64,
+    "batch_size": 32,
+    "n_epochs": 1,
+    "policy_kwargs": {"features_extractor_kwargs": {"features_dim": 32}, "net_arch": {"pi": [16], "vf": [16]}},
+}
 
 
 def _tiny_config(**kw):
-    base = dict(steps=128, n_envs=1, checkpoint_every=64, agent_overrides=TINY,
-                env_kwargs={"reward": "td", "action_mode": "discrete"})
+    base = dict(
+        steps=128,
+        n_envs=1,
+        checkpoint_every=64,
+        agent_overrides=TINY,
+        env_kwargs={"reward": "td", "action_mode": "discrete"},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -58,8 +67,9 @@ def test_episode_segments_and_minmax_buffer():
     assert episode_segments(np.array([0, 0])) == [(0, 2)]
     import gymnasium as gym
 
-    buf = EpisodeMinMaxRolloutBuffer(5, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), n_envs=1, gamma=0.0,
-                                     gae_lambda=1.0)
+    buf = EpisodeMinMaxRolloutBuffer(
+        5, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), n_envs=1, gamma=0.0, gae_lambda=1.0
+    )
     for r, start in zip([1.0, 3.0, 2.0, -1.0, 5.0], [1, 0, 0, 1, 0]):
         buf.add(np.zeros((1, 1)), np.zeros((1, 1)), np.array([r]), np.array([start]), torch.zeros(1), torch.zeros(1))
     buf.compute_returns_and_advantage(torch.zeros(1), np.array([0]))
@@ -123,18 +133,45 @@ def test_atomic_save_round_trip_reproduces_actions(tmp_path):
 def test_cli_train_eval_resume(tmp_path):
     runner = CliRunner()
     run = tmp_path / "cli_run"
-    tiny = ["--set", "n_steps=64", "--set", "batch_size=32", "--set", "n_epochs=1",
-            "--set", 'policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}, "net_arch": [16]}']
-    result = runner.invoke(main, ["train", "tracking", "--steps", "64", "--n-envs", "1", "--checkpoint-every", "64",
-                                  "--no-progress", "--gamma", "0.5", "--out", str(run), *tiny])
+    tiny = [
+        "--set",
+        "n_steps=64",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "n_epochs=1",
+        "--set",
+        'policy_kwargs={"features_extractor_kwargs": {"features_dim": 32}, "net_arch": [16]}',
+    ]
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "tracking",
+            "--steps",
+            "64",
+            "--n-envs",
+            "1",
+            "--checkpoint-every",
+            "64",
+            "--no-progress",
+            "--gamma",
+            "0.5",
+            "--out",
+            str(run),
+            *tiny,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["agent_overrides"]["gamma"] == 0.5
-    result = runner.invoke(main, ["train", "tracking", "--steps", "128", "--resume", "--no-progress",
-                                  "--out", str(run)])
+    result = runner.invoke(
+        main, ["train", "tracking", "--steps", "128", "--resume", "--no-progress", "--out", str(run)]
+    )
     assert result.exit_code == 0, result.output
     assert "128 steps" in result.output
-    result = runner.invoke(main, ["eval", str(run), "--episodes", "2", "--seed", "3", "--motion", "switching",
-                                  "--json"])
+    result = runner.invoke(
+        main, ["eval", str(run), "--episodes", "2", "--seed", "3", "--motion", "switching", "--json"]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["episodes"] == 2
