@@ -22,6 +22,10 @@ def _register() -> None:
     from scripts.train_eval_cli import eval_cmd, train_cmd; main.add_command(train_cmd); main.add_command(eval_cmd)
     from scripts.bench_tracking import bench_env, bench_rewards; bench.add_command(bench_env); bench.add_command(bench_rewards)
     from scripts.demo import demo; main.add_command(demo)
+    from scripts.perception_cli import perception; main.add_command(perception)
+    from scripts.data_cli import data; main.add_command(data)
+    from scripts.bench_perception import bench_perception; bench.add_command(bench_perception)
+    from scripts.bench_rainbow import rainbow as _rainbow; bench.add_command(_rainbow)
 
 
 _register()

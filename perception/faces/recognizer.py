@@ -1,0 +1,520 @@
+"""A compact face-embedding network with a CosFace margin, a one-shot gallery and calibrated confidence.
+
+Network: a MobileFaceNet-like stack (depthwise-separable blocks, a global depthwise "GDC" layer, linear +
+BatchNorm) mapping a 64 x 64 RGB face crop to an L2-normalised embedding (64-d by default, ~50 k parameters).
+Training uses the CosFace loss (Wang et al., 2018: ``s * (cos(theta_y) - m)``) over the training identities.
+
+Gallery: :meth:`FaceRecognizerLearner.enroll` adds an identity from *one* image (embedding of the crop and its
+mirror, averaged and renormalised) — the mean embedding is the class weight, so enrolling needs no
+retraining. Recognition takes cosine similarities to every gallery entry; the confidence is the softmax of
+similarities divided by a temperature fitted on validation crops (temperature scaling, Guo et al., 2017),
+and the answer is ``"unknown"`` when the best similarity is below a threshold chosen on held-out identities
+(open-set rejection).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from perception.errors import EnrollmentError, InvalidArgumentError
+from perception.faces.dataset import FaceDataset, render_gallery
+from perception.faces.detector import conv_bn, dw_block
+from perception.learner import (
+    Learner,
+    Preprocessing,
+    TensorSpec,
+    TrainingCheckpoint,
+    check_image,
+    warmup_cosine,
+)
+
+UNKNOWN = "unknown"
+#: distance bins (m) and |yaw| bins (degrees) of the accuracy curves
+DISTANCE_BINS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
+YAW_BINS = (0, 15, 30, 45, 60, 75, 90, 120, 150, 180)
+
+
+def crop_face(image: np.ndarray, box: np.ndarray | tuple, size: int = 64, margin: float = 1.15) -> np.ndarray:
+    """Square crop of ``size`` px centred on ``box`` (x0, y0, x1, y1), side ``margin`` x the box's longer side.
+
+    Parts outside the image are filled by replicating the border, so faces at the frame edge still crop.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0, 1.0) * margin
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    scale = size / side
+    M = np.array([[scale, 0, size / 2 - scale * cx], [0, scale, size / 2 - scale * cy]], np.float32)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, M, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+
+
+class FaceEmbeddingNet(nn.Module):
+    """MobileFaceNet-like embedding network for 64 x 64 crops; outputs unit-norm embeddings."""
+
+    def __init__(self, embedding_dim: int = 64, width: int = 32) -> None:
+        super().__init__()
+        c1, c2, c3, c4 = width, 2 * width, 3 * width, 4 * width
+        self.features = nn.Sequential(
+            conv_bn(3, c1, 3, 2),  # 32 x 32
+            dw_block(c1, c1),
+            dw_block(c1, c2, 2),  # 16 x 16
+            dw_block(c2, c2),
+            dw_block(c2, c3, 2),  # 8 x 8
+            dw_block(c3, c3),
+            dw_block(c3, c4, 2),  # 4 x 4
+            conv_bn(c4, c4, 4, groups=c4, act=False),  # global depthwise conv instead of average pooling
+        )
+        # conv_bn pads k // 2; the GDC layer must not pad, so replace its conv.
+        self.features[-1][0] = nn.Conv2d(c4, c4, 4, 1, 0, groups=c4, bias=False)
+        self.embed = nn.Linear(c4, embedding_dim, bias=False)
+        self.bn = nn.BatchNorm1d(embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.bn(self.embed(torch.flatten(self.features(x), 1)))
+        return F.normalize(z, dim=1)
+
+
+class CosFaceHead(nn.Module):
+    """Class weights for the CosFace loss (training only; the gallery replaces it at inference)."""
+
+    def __init__(self, embedding_dim: int, n_classes: int, scale: float = 30.0, margin: float = 0.35) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_classes, embedding_dim) * 0.01)
+        self.scale, self.margin = scale, margin
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = emb @ F.normalize(self.weight, dim=1).T
+        logits = self.scale * (cos - self.margin * F.one_hot(labels, cos.shape[1]))
+        return F.cross_entropy(logits, labels)
+
+
+@dataclass
+class Recognition:
+    """The answer for one face: identity (or ``"unknown"``), calibrated confidence, best cosine similarity."""
+
+    identity: str
+    confidence: float
+    similarity: float
+    scores: dict[str, float] = field(default_factory=dict)  # calibrated probability per gallery identity
+
+
+class FaceRecognizerLearner(Learner):
+    """Face recogniser with a one-shot gallery (see the module docstring).
+
+    Args:
+        embedding_dim: embedding size.
+        width: channel multiplier.
+        crop_size: side of the square input crop.
+        margin: CosFace margin ``m``.
+        scale: CosFace scale ``s``.
+    """
+
+    name = "face_recognizer"
+    version = "1"
+
+    def __init__(self, embedding_dim: int = 64, width: int = 32, crop_size: int = 64, margin: float = 0.35,
+                 scale: float = 30.0) -> None:
+        if embedding_dim < 8 or width < 4:
+            raise InvalidArgumentError(f"embedding_dim must be >= 8 and width >= 4, got {embedding_dim}, {width}")
+        if crop_size != 64:
+            raise InvalidArgumentError(f"crop_size must be 64 (the GDC layer is sized for it), got {crop_size}")
+        super().__init__(embedding_dim=embedding_dim, width=width, crop_size=crop_size, margin=margin, scale=scale)
+        self.gallery_names: list[str] = []
+        self.gallery = np.zeros((0, embedding_dim), np.float32)
+        self.temperature = 0.05
+        self.threshold = 0.5
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the square face crop the network takes."""
+        return int(self.preprocessing.size[0])
+
+    def build_network(self) -> nn.Module:
+        return FaceEmbeddingNet(self.config["embedding_dim"], self.config["width"])
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        size = self.config["crop_size"]
+        return Preprocessing(size=(size, size), extra={"crop_margin": 1.15, "crop": "square on the face box"})
+
+    def output_spec(self) -> list[TensorSpec]:
+        return [TensorSpec("embedding", [-1, self.config["embedding_dim"]], "float32", "L2-normalised embedding")]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"gallery_names": self.gallery_names, "gallery": self.gallery.tolist(),  # float32 -> JSON float is exact
+                "temperature": self.temperature, "threshold": self.threshold}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.gallery_names = list(state.get("gallery_names", []))
+        gallery = np.asarray(state.get("gallery", []), np.float32).reshape(-1, self.config["embedding_dim"])
+        if len(gallery) != len(self.gallery_names):
+            from perception.errors import ManifestError
+
+            raise ManifestError(f"gallery has {len(gallery)} embeddings for {len(self.gallery_names)} names")
+        self.gallery = gallery
+        self.temperature = float(state.get("temperature", self.temperature))
+        self.threshold = float(state.get("threshold", self.threshold))
+
+    # -- embeddings and gallery --------------------------------------------------------------------
+    def embed(self, crops: list[np.ndarray] | np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Unit-norm embeddings ``(N, D)`` of RGB face crops (any size; resized to the input size)."""
+        crops = [crops] if isinstance(crops, np.ndarray) and crops.ndim == 3 else list(crops)
+        if not crops:
+            return np.zeros((0, self.gallery.shape[1]), np.float32)
+        for i, c in enumerate(crops):
+            check_image(c, f"face crop {i}")
+        out = [self.run_network(self.preprocessing(crops[i:i + batch_size]))[0]
+               for i in range(0, len(crops), batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def enroll(self, name: str, image: np.ndarray, box: np.ndarray | tuple | None = None,
+               detector: Learner | None = None) -> np.ndarray:
+        """Add (or replace) identity ``name`` from one image; no retraining.
+
+        Args:
+            name: identity name (``"unknown"`` is reserved).
+            image: RGB ``uint8`` image: a whole frame with ``box`` or ``detector``, else an already-cropped face.
+            box: face box in ``image``.
+            detector: used to find the face when ``box`` is not given (the largest face is enrolled).
+
+        Returns:
+            The enrolled (mean, renormalised) embedding.
+
+        Raises:
+            EnrollmentError: the name is reserved or the detector finds no face.
+        """
+        if name == UNKNOWN or not name:
+            raise EnrollmentError(f"identity name {name!r} is reserved or empty")
+        check_image(image, f"enrolment image for {name!r}")
+        if box is None and detector is not None:
+            dets = detector.infer(image)
+            if len(dets) == 0:
+                raise EnrollmentError(f"no face found in the enrolment image for {name!r} (shape {image.shape}); "
+                                      f"pass a box or a closer, frontal image")
+            areas = (dets.boxes[:, 2] - dets.boxes[:, 0]) * (dets.boxes[:, 3] - dets.boxes[:, 1])
+            box = dets.boxes[int(np.argmax(areas))]
+        crop = crop_face(image, box, self.crop_size) if box is not None else image
+        emb = self.embed([crop, np.ascontiguousarray(crop[:, ::-1])]).mean(0)
+        emb /= max(float(np.linalg.norm(emb)), 1e-9)
+        if name in self.gallery_names:
+            self.gallery[self.gallery_names.index(name)] = emb
+        else:
+            self.gallery_names.append(name)
+            self.gallery = np.vstack([self.gallery, emb[None]])
+        return emb
+
+    def remove(self, name: str) -> None:
+        """Remove ``name`` from the gallery."""
+        if name not in self.gallery_names:
+            from envs.errors import UnknownNameError
+
+            raise UnknownNameError("gallery identity", name, self.gallery_names)
+        i = self.gallery_names.index(name)
+        del self.gallery_names[i]
+        self.gallery = np.delete(self.gallery, i, axis=0)
+
+    def match(self, embeddings: np.ndarray) -> list[Recognition]:
+        """Nearest gallery identity, calibrated confidence and unknown rejection for each embedding."""
+        if not self.gallery_names:
+            raise EnrollmentError("the gallery is empty: enroll() identities before recognising")
+        sims = np.asarray(embeddings, np.float32) @ self.gallery.T
+        logits = sims / self.temperature
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        out = []
+        for s, p in zip(sims, probs):
+            k = int(np.argmax(s))
+            name = self.gallery_names[k] if s[k] >= self.threshold else UNKNOWN
+            out.append(Recognition(name, float(p[k]), float(s[k]),
+                                   {n: float(v) for n, v in zip(self.gallery_names, p)}))
+        return out
+
+    def infer(self, inputs: np.ndarray | list[np.ndarray]) -> Recognition | list[Recognition]:
+        """Recognise one face crop (RGB ``uint8``) or a list of crops."""
+        single = isinstance(inputs, np.ndarray) and inputs.ndim == 3
+        results = self.match(self.embed([inputs] if single else inputs))
+        return results[0] if single else results
+
+    def recognize(self, image: np.ndarray, boxes: np.ndarray) -> list[Recognition]:
+        """Recognise the faces at ``boxes`` in a frame."""
+        check_image(image)
+        crops = [crop_face(image, b, self.crop_size) for b in np.asarray(boxes).reshape(-1, 4)]
+        return self.match(self.embed(crops)) if crops else []
+
+    # -- data --------------------------------------------------------------------------------------
+    @staticmethod
+    def _crops(dataset: FaceDataset, identities: set[int] | None, min_height: float, size: int, margin: float,
+               max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Crops of visible faces of ``identities``: ``(crops, identity, frame index)``."""
+        crops, ids, frames = [], [], []
+        for n, (img, label) in enumerate(dataset):
+            if max_frames is not None and n >= max_frames:
+                break
+            for f in label.faces:
+                wanted = identities is None or f.identity in identities
+                if f.visible and (f.box[3] - f.box[1]) >= min_height and wanted:
+                    crops.append(crop_face(img, f.box, size, margin))
+                    ids.append(f.identity)
+                    frames.append(n)
+        if not crops:
+            return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, int), np.zeros(0, int)
+        return np.stack(crops), np.array(ids), np.array(frames)
+
+    def enroll_gallery(self, dataset: FaceDataset, identities: list[int]) -> None:
+        """Enrol ``identities`` of ``dataset``'s world from one frontal 1 m render each."""
+        for idx, image, label in render_gallery(dataset.config, dataset.root / "world", identities):
+            self.enroll(dataset.identities[idx].name, image, label.box)
+
+    # -- training ----------------------------------------------------------------------------------
+    def fit(self, dataset: FaceDataset | str | Path, epochs: int = 20, batch_size: int = 64, lr: float = 3e-3,
+            seed: int = 0, max_frames: int | None = None, progress: bool = True, min_height: float = 8.0,
+            enroll: bool = True, checkpoint: str | Path | None = None) -> dict[str, Any]:
+        """Train on the training identities' faces, then enrol the gallery and calibrate.
+
+        Held-out identities (``dataset.heldout_identities``) are never trained on; the first half of them
+        calibrates the unknown threshold, the second half is left for open-set evaluation.
+
+        Args:
+            dataset: a :class:`FaceDataset` or its folder.
+            epochs: passes over the training crops.
+            batch_size: crops per step.
+            lr: peak AdamW learning rate (warm-up then cosine decay).
+            seed: split, shuffling and augmentation seed.
+            max_frames: use only the first frames.
+            progress: show a progress bar.
+            min_height: faces shorter than this (pixels) are not used.
+            enroll: enrol the training identities' gallery and calibrate after training.
+            checkpoint: file for per-epoch checkpoints; an existing one is resumed, and it is deleted at the end.
+
+        Returns:
+            ``{"loss": per-epoch losses, "seconds", "crops", "temperature", "threshold"}``.
+        """
+        dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
+        if epochs < 1 or batch_size < 2:
+            raise InvalidArgumentError(f"epochs must be >= 1 and batch_size >= 2, got {epochs}, {batch_size}")
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        train_ids = dataset.config.train_identities
+        heldout = dataset.heldout_identities
+        calib_unknown = set(heldout[: max(1, len(heldout) // 2)])
+        size = self.config["crop_size"]
+        big = size + size // 8  # room for translation jitter
+        crops, ids, frames = self._crops(dataset, set(train_ids) | calib_unknown, min_height, big,
+                                         1.15 * big / size, max_frames)
+        if len(crops) < batch_size:
+            raise InvalidArgumentError(f"only {len(crops)} usable face crops in {dataset.root}; need >= {batch_size}")
+        # Hold out 10 % of frames for calibration; unknown-identity crops are calibration-only.
+        val_frame = rng.random(frames.max() + 1) < 0.1
+        known = np.isin(ids, train_ids)
+        train_mask = known & ~val_frame[frames]
+        label_of = {i: k for k, i in enumerate(train_ids)}
+        x_all = crops[train_mask]
+        y_all = np.array([label_of[i] for i in ids[train_mask]])
+        head = CosFaceHead(self.config["embedding_dim"], len(train_ids), self.config["scale"], self.config["margin"])
+        net = self.net
+        params = list(net.parameters()) + list(head.parameters())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
+        steps_per_epoch = max(1, len(x_all) // batch_size)
+        sched = warmup_cosine(opt, epochs * steps_per_epoch)
+        ckpt = TrainingCheckpoint(checkpoint, {"net": net, "head": head, "opt": opt, "sched": sched}, rng)
+        done, history = ckpt.resume()
+        start = time.time()
+        bar = tqdm(total=epochs * steps_per_epoch, initial=done * steps_per_epoch, desc="fit face_recognizer",
+                   disable=not progress)
+        net.train()
+        for epoch in range(done, epochs):
+            order = rng.permutation(len(x_all))
+            losses = []
+            for b in range(steps_per_epoch):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                ox, oy = rng.integers(0, big - size + 1, 2)
+                x = torch.from_numpy(x_all[idx, oy:oy + size, ox:ox + size].astype(np.float32))
+                x = x.permute(0, 3, 1, 2) / 127.5 - 1.0
+                flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
+                x[flip] = x[flip].flip(3)
+                x = x * torch.from_numpy(rng.uniform(0.7, 1.3, (len(idx), 1, 1, 1)).astype(np.float32))
+                if rng.random() < 0.5:  # simulate distant faces: downsample then upsample the whole batch
+                    low = int(rng.integers(12, size))
+                    x = F.interpolate(F.interpolate(x, size=(low, low), mode="area"), size=(size, size),
+                                      mode="bilinear", align_corners=False)
+                loss = head(net(x.clamp(-1, 1)), torch.from_numpy(y_all[idx]))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+            history.append(float(np.mean(losses)))
+            ckpt.save(epoch + 1, history)
+        bar.close()
+        ckpt.remove()
+        net.eval()
+        self._runtime = None
+        self.training_data_hash = dataset.content_hash
+        summary: dict[str, Any] = {"loss": history, "seconds": time.time() - start, "crops": len(x_all)}
+        if enroll:
+            self.gallery_names, self.gallery = [], np.zeros((0, self.config["embedding_dim"]), np.float32)
+            self.enroll_gallery(dataset, train_ids)
+            m = (big - size) // 2
+            val = ~train_mask
+            emb = self.embed(list(crops[val, m:m + size, m:m + size]))
+            names = [dataset.identities[i].name for i in ids[val]]
+            self.calibrate(emb, names)
+            summary.update(temperature=self.temperature, threshold=self.threshold)
+        return summary
+
+    def calibrate(self, embeddings: np.ndarray, names: list[str]) -> None:
+        """Fit the softmax temperature on enrolled-identity queries and the unknown threshold on all queries.
+
+        Args:
+            embeddings: query embeddings ``(N, D)``.
+            names: true identity per query; names not in the gallery are unknowns (open-set negatives).
+        """
+        sims = np.asarray(embeddings) @ self.gallery.T
+        enrolled = np.array([n in self.gallery_names for n in names])
+        if enrolled.any():
+            target = np.array([self.gallery_names.index(n) for n, e in zip(names, enrolled) if e])
+            s = sims[enrolled]
+            best_t, best_nll = self.temperature, np.inf
+            for t in np.geomspace(0.005, 1.0, 60):
+                z = s / t
+                z = z - z.max(1, keepdims=True)
+                nll = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(target)), target]))
+                if nll < best_nll:
+                    best_t, best_nll = float(t), nll
+            self.temperature = best_t
+        if enrolled.any() and (~enrolled).any():
+            top = sims.max(1)
+            correct = enrolled & (np.array(self.gallery_names)[sims.argmax(1)] == np.array(names))
+            best, best_score = self.threshold, -1.0
+            for thr in np.linspace(0.0, 1.0, 201):
+                # Balanced open-set accuracy: known faces named correctly vs unknown faces rejected.
+                score = (0.5 * np.mean(correct[enrolled] & (top[enrolled] >= thr))
+                         + 0.5 * np.mean(top[~enrolled] < thr))
+                if score > best_score:
+                    best, best_score = float(thr), float(score)
+            self.threshold = best
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def eval(self, dataset: FaceDataset | str | Path, max_frames: int | None = None, out_dir: str | Path | None = None,
+             progress: bool = False) -> dict[str, Any]:
+        """Identification accuracy of the frame's subject, with curves over distance and yaw.
+
+        A frame whose subject face is not visible (turned away, occluded, out of frame) counts as a miss:
+        that is what the active-perception agent must fix. Enrolled-subject frames give accuracy; frames whose
+        subject is a held-out identity in the second half of the held-out list (never used in calibration)
+        give the open-set rejection rate.
+
+        Returns:
+            ``frontal_3m_accuracy`` (|yaw| <= 30, distance <= 3 m, visible), ``visible_accuracy``, ``accuracy``
+            (all frames), ``mean_correct_confidence``, per-bin ``by_distance`` / ``by_yaw`` lists, and
+            ``open_set`` (rejection of unknowns and acceptance of knowns within 3 m, frontal). Writes
+            ``recognition_curves.png`` into ``out_dir`` when given.
+        """
+        dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
+        heldout = dataset.heldout_identities
+        unknown_ids = set(heldout[max(1, len(heldout) // 2):])
+        names = [f.name for f in dataset.identities]
+        rows = []  # (distance, |yaw|, visible, enrolled, correct, rejected, confidence of truth)
+        crops, where = [], []
+        for n, (img, label) in enumerate(tqdm(dataset, disable=not progress, desc="eval face_recognizer")):
+            if max_frames is not None and n >= max_frames:
+                break
+            face = next((f for f in label.faces if f.identity == label.subject), None)
+            if face is None:
+                continue
+            enrolled = names[face.identity] in self.gallery_names
+            if not enrolled and face.identity not in unknown_ids:
+                continue
+            rows.append([face.distance, abs(face.yaw), face.visible, enrolled, False, False, 0.0])
+            if face.visible:
+                crops.append(crop_face(img, face.box, self.crop_size))
+                where.append((len(rows) - 1, names[face.identity]))
+        results = self.match(self.embed(crops)) if crops else []
+        for (r, truth), res in zip(where, results):
+            rows[r][4] = res.identity == truth
+            rows[r][5] = res.identity == UNKNOWN
+            rows[r][6] = res.scores.get(truth, 0.0) if res.identity == truth else 0.0
+        a = np.array(rows, dtype=float).reshape(-1, 7)
+        dist, yaw, vis, enr, cor, rej, conf = a.T
+        vis, enr, cor, rej = vis > 0, enr > 0, cor > 0, rej > 0
+
+        def acc(mask: np.ndarray) -> float | None:
+            return float(cor[mask].mean()) if mask.any() else None
+
+        frontal = enr & (yaw <= 30) & (dist <= 3.0)
+        by_distance = [{"range_m": [lo, hi], "accuracy": acc(enr & (dist >= lo) & (dist < hi)),
+                        "frontal_accuracy": acc(enr & (dist >= lo) & (dist < hi) & (yaw <= 30)),
+                        "mean_confidence": float(conf[enr & (dist >= lo) & (dist < hi)].mean())
+                        if (enr & (dist >= lo) & (dist < hi)).any() else None,
+                        "n": int((enr & (dist >= lo) & (dist < hi)).sum())}
+                       for lo, hi in pairwise(DISTANCE_BINS)]
+        by_yaw = [{"range_deg": [lo, hi], "accuracy_within_3m": acc(enr & (yaw >= lo) & (yaw < hi) & (dist <= 3)),
+                   "accuracy": acc(enr & (yaw >= lo) & (yaw < hi)), "n": int((enr & (yaw >= lo) & (yaw < hi)).sum())}
+                  for lo, hi in pairwise(YAW_BINS)]
+        unk = ~enr & vis & (yaw <= 30) & (dist <= 3)
+        metrics = {
+            "frontal_3m_accuracy": acc(frontal & vis),
+            "frontal_3m_n": int((frontal & vis).sum()),
+            "visible_accuracy": acc(enr & vis),
+            "accuracy": acc(enr),
+            "mean_correct_confidence": float(conf[enr].mean()) if enr.any() else None,
+            "by_distance": by_distance,
+            "by_yaw": by_yaw,
+            "open_set": {"unknown_rejection_rate": float(rej[unk].mean()) if unk.any() else None,
+                         "unknown_n": int(unk.sum()),
+                         "known_acceptance_rate": float((~rej[frontal & vis]).mean())
+                         if (frontal & vis).any() else None,
+                         "threshold": self.threshold},
+            "temperature": self.temperature,
+            "gallery_size": len(self.gallery_names),
+            "runtime": self.runtime_name,
+        }
+        if out_dir is not None:
+            plot_curves(metrics, Path(out_dir) / "recognition_curves.png")
+        return metrics
+
+
+def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
+    """Accuracy over distance and over yaw, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    d = metrics["by_distance"]
+    centres = [np.sqrt(b["range_m"][0] * b["range_m"][1]) for b in d]
+    ax1.plot(centres, [b["accuracy"] if b["accuracy"] is not None else np.nan for b in d], "o-", label="all yaw")
+    ax1.plot(centres, [b["frontal_accuracy"] if b["frontal_accuracy"] is not None else np.nan for b in d], "s-",
+             label="|yaw| <= 30")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("distance (m)")
+    ax1.set_ylabel("identification accuracy")
+    ax1.set_ylim(0, 1.02)
+    ax1.legend()
+    y = metrics["by_yaw"]
+    yc = [(b["range_deg"][0] + b["range_deg"][1]) / 2 for b in y]
+    ax2.plot(yc, [b["accuracy_within_3m"] if b["accuracy_within_3m"] is not None else np.nan for b in y], "o-",
+             label="distance <= 3 m")
+    ax2.plot(yc, [b["accuracy"] if b["accuracy"] is not None else np.nan for b in y], "s-", label="all distances")
+    ax2.set_xlabel("|yaw| from frontal (deg)")
+    ax2.set_ylim(0, 1.02)
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
