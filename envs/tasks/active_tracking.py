@@ -78,8 +78,8 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
     **info** keys every step: ``distance_error``, ``angle_error``, ``target_visible``, ``target_lost``,
     ``distance``, ``reward_distance``, ``reward_angle``, ``left_speed``, ``right_speed``.
 
-    **Rendering**: ``render_mode="rgb_array"`` returns a 240x240 view from ``chase_camera`` (behind the
-    tracker) with the tracker's own camera frame inset top-right.
+    **Rendering**: ``render_mode="rgb_array"`` returns a 240x480 frame: the view from ``chase_camera`` (behind
+    and above the tracker) on the left, the tracker's own camera frame (nearest-neighbour upscaled) on the right.
 
     Args:
         backend: ``"mujoco"`` (embedded, default) or ``"webots"``.
@@ -301,15 +301,12 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
         if self.render_mode is None:
             gym.logger.warn("render() called without render_mode; pass render_mode='rgb_array' to make()")
             return None
-        view = self.sim.render(self.VIEW_CAMERA).copy()
-        inset = self.sim.render(self.CAMERA)
-        scale = max(1, round(view.shape[0] * 0.4 / inset.shape[0]))
-        inset = np.kron(inset, np.ones((scale, scale, 1), dtype=np.uint8))
-        h, w = inset.shape[:2]
-        if h + 4 <= view.shape[0] and w + 4 <= view.shape[1]:
-            view[0 : h + 4, -w - 4 :] = 255  # white frame around the tracker's own view
-            view[2 : h + 2, -w - 2 : view.shape[1] - 2] = inset
-        return view
+        view = self.sim.render(self.VIEW_CAMERA)
+        own = self.sim.render(self.CAMERA)
+        # Side by side rather than inset: an inset in the chase view hid the robots it was meant to show.
+        rows = np.linspace(0, own.shape[0] - 1, view.shape[0]).round().astype(int)
+        cols = np.linspace(0, own.shape[1] - 1, view.shape[0]).round().astype(int)
+        return np.concatenate([view, own[rows][:, cols]], axis=1)
 
     def close(self) -> None:
         sim = getattr(self, "sim", None)

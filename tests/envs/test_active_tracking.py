@@ -179,12 +179,13 @@ def test_missing_world_file(tmp_path):
         ActiveTrackingEnv(world=str(tmp_path / "nowhere.xml"))
 
 
-def test_render_has_chase_view_with_inset():
+def test_render_shows_chase_view_beside_tracker_view():
     env = ActiveTrackingEnv(render_mode="rgb_array")
-    env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
     frame = env.render()
-    assert frame.shape == (240, 240, 3) and frame.dtype == np.uint8
-    assert (frame[0, -2] == 255).all()  # the inset's white frame
+    assert frame.shape == (240, 480, 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame[0, 240], obs[0, 0])
+    np.testing.assert_array_equal(frame[-1, -1], obs[-1, -1])
     env.close()
 
 
