@@ -15,6 +15,7 @@ import numpy as np
 
 from envs.errors import VantageError
 from perception.errors import ModelExistsError
+from scripts.options import parse_key_values
 
 
 class ErrorReportingGroup(click.Group):
@@ -25,19 +26,6 @@ class ErrorReportingGroup(click.Group):
             return super().invoke(ctx)
         except VantageError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _parse_config(items: tuple[str, ...]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--config")
-        key, value = item.split("=", 1)
-        try:
-            config[key] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key] = value
-    return config
 
 
 def _emit(summary: dict[str, Any], json_out: Path | None) -> None:
@@ -83,7 +71,7 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
     import torch  # imported here so that `vantage --help` stays fast
 
     torch.set_num_threads(threads)
-    learner = make_model(model, **_parse_config(config))
+    learner = make_model(model, **parse_key_values(config, "--config"))
     # The checkpoint lives beside --out (not inside) so an interrupted run never looks like a saved model.
     checkpoint = out.parent / f".{out.name}.fit-checkpoint.pt"
     kwargs: dict[str, Any] = {"epochs": epochs, "lr": lr, "seed": seed, "max_frames": max_frames,
@@ -181,6 +169,6 @@ def import_cmd(kind: str, onnx_file: Path, out: Path, config: tuple[str, ...], o
     """Wrap a user ONNX model (YuNet detector or SFace recogniser) as a saved Vantage model."""
     from perception.learner import make_model
 
-    learner = make_model(kind, onnx_path=str(onnx_file), **_parse_config(config))
+    learner = make_model(kind, onnx_path=str(onnx_file), **parse_key_values(config, "--config"))
     learner.save(out, overwrite=overwrite)
     _emit({"model": kind, "saved": str(out)}, None)

@@ -8,19 +8,7 @@ from pathlib import Path
 import click
 
 from agents.training import ALGOS, TASKS, TrainConfig
-
-
-def _parse_overrides(pairs: tuple[str, ...]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise click.BadParameter(f"{pair!r} must look like KEY=VALUE (VALUE parsed as JSON)", param_hint="--set")
-        key, raw = pair.split("=", 1)
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+from scripts.options import parse_key_values
 
 
 @click.command("train")
@@ -52,7 +40,7 @@ def train_cmd(task: str, algo: str, reward: str, action_mode: str, motion: str, 
     """Train an agent on TASK; results, checkpoints and TensorBoard logs go to --out."""
     from agents.training import train
 
-    agent_overrides = _parse_overrides(overrides)
+    agent_overrides = parse_key_values(overrides, "--set")
     if gamma is not None:
         agent_overrides["gamma"] = gamma
     config = TrainConfig(
