@@ -201,8 +201,8 @@ def run_one(config: AblationConfig, variant: str, seed: int) -> dict[str, Any]:
         "curve": callback.curve,
         "train_wall_s": wall,
         "train_cpu_s": cpu,
-        "steps_per_s_wall": config.steps / wall,
-        "steps_per_s_cpu": config.steps / cpu,
+        "steps_per_s_wall": model.num_timesteps / wall,
+        "steps_per_s_cpu": model.num_timesteps / cpu,
         "n_updates": int(model._n_updates),
         "n_parameters": int(sum(p.numel() for p in model.q_net.parameters())),
     }

@@ -143,8 +143,8 @@ class SumTree:
             left = 2 * nodes
             left_sum = self._nodes[left]
             go_right = values >= left_sum
-            values = np.where(go_right, values - left_sum, values)
-            nodes = np.where(go_right, left + 1, left)
+            values -= left_sum * go_right
+            nodes = left + go_right
         return nodes - self._first_leaf
 
 

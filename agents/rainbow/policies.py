@@ -1,9 +1,12 @@
 """Q-networks for Rainbow: optional dueling streams, C51 distributional outputs and noisy linear layers.
 
-The features extractor (``FlattenExtractor``, ``NatureCNN`` or ``CombinedExtractor``) is SB3's and stays
-deterministic; the fully connected head after it (``net_arch``) is built from :class:`NoisyLinear` layers
-when ``noisy=True``, as in Hessel et al. 2018. With ``dueling``, ``distributional`` and ``noisy`` all off the
-head is layer for layer the network of SB3's ``DQN`` (same layers, created in the same order).
+A network is a *trunk* (SB3's features extractor, then the ``net_arch`` layers) and a *head* (one output
+stream, or a value and an advantage stream when dueling, each with optional ``head_arch`` hidden layers). With
+``noisy=True`` the head is built from :class:`NoisyLinear` layers. This mirrors the paper's Atari network,
+whose convolutional torso is deterministic and whose fully connected streams are noisy; ``noisy_trunk=True``
+makes the ``net_arch`` layers noisy as well. Keeping the trunk plain matters on small tasks: a noisy layer has
+twice the parameters (μ and σ), and the trunk holds most of them. With ``dueling``, ``distributional`` and
+``noisy`` all off the network is layer for layer SB3's ``DQN`` network (same layers, created in the same order).
 
 Noise: a noisy network draws new factorised noise only when :meth:`RainbowQNetwork.reset_noise` is called (the
 algorithm does so before each acting step and each gradient step). ``use_noise=False`` evaluates the mean
@@ -39,6 +42,10 @@ class NoisyLinear(nn.Module):
     ``f(x) = sign(x) √|x|`` and ``ε_in, ε_out ~ N(0, 1)``. Initialisation: ``μ ~ U(±1/√in)``,
     ``σ = σ₀/√in``.
 
+    Weight and bias are stored side by side, the bias as the last column of ``mu``, ``sigma`` and ``epsilon``
+    (``ε`` is then ``f(ε_out) [f(ε_in); 1]ᵀ``), so a noisy forward pass is one ``addcmul`` and the optimiser
+    sees two tensors per layer instead of four. ``weight_mu``, ``bias_sigma`` etc. are views into them.
+
     Args:
         in_features: input size.
         out_features: output size.
@@ -48,8 +55,7 @@ class NoisyLinear(nn.Module):
         InvalidArgumentError: if ``sigma0 < 0``.
     """
 
-    weight_epsilon: th.Tensor
-    bias_epsilon: th.Tensor
+    epsilon: th.Tensor
 
     def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
         super().__init__()
@@ -58,43 +64,42 @@ class NoisyLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.sigma0 = sigma0
-        self.weight_mu = nn.Parameter(th.empty(out_features, in_features))
-        self.weight_sigma = nn.Parameter(th.empty(out_features, in_features))
-        self.bias_mu = nn.Parameter(th.empty(out_features))
-        self.bias_sigma = nn.Parameter(th.empty(out_features))
-        # Buffers, not parameters: saved with the weights so a loaded network reproduces noisy outputs too.
-        self.register_buffer("weight_epsilon", th.zeros(out_features, in_features))
-        self.register_buffer("bias_epsilon", th.zeros(out_features))
+        self.mu = nn.Parameter(th.empty(out_features, in_features + 1))
+        self.sigma = nn.Parameter(th.empty(out_features, in_features + 1))
+        # A buffer, not a parameter: saved with the weights so a loaded network reproduces noisy outputs too.
+        self.register_buffer("epsilon", th.zeros(out_features, in_features + 1))
         self.reset_parameters()
         self.reset_noise()
 
+    weight_mu = property(lambda self: self.mu[:, :-1], doc="μ of the weight (a view).")
+    bias_mu = property(lambda self: self.mu[:, -1], doc="μ of the bias (a view).")
+    weight_sigma = property(lambda self: self.sigma[:, :-1], doc="σ of the weight (a view).")
+    bias_sigma = property(lambda self: self.sigma[:, -1], doc="σ of the bias (a view).")
+    weight_epsilon = property(lambda self: self.epsilon[:, :-1], doc="Current weight noise (a view).")
+    bias_epsilon = property(lambda self: self.epsilon[:, -1], doc="Current bias noise (a view).")
+
+    @th.no_grad()
     def reset_parameters(self) -> None:
         """Draw ``μ`` uniformly and set ``σ`` to ``σ₀/√in``."""
         bound = 1.0 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight_mu, -bound, bound)
-        nn.init.uniform_(self.bias_mu, -bound, bound)
-        nn.init.constant_(self.weight_sigma, self.sigma0 * bound)
-        nn.init.constant_(self.bias_sigma, self.sigma0 * bound)
+        self.mu.uniform_(-bound, bound)
+        self.sigma.fill_(self.sigma0 * bound)
 
     @th.no_grad()
     def reset_noise(self) -> None:
         """Draw new factorised noise (``in + out`` normal samples instead of ``in × out``)."""
-        self.set_noise(scaled_noise(self.in_features + self.out_features, self.weight_mu.device))
+        self.set_noise(scaled_noise(self.in_features + self.out_features, self.mu.device))
 
     @th.no_grad()
     def set_noise(self, scaled: th.Tensor) -> None:
         """Set the noise from ``f(ε)`` values: ``in`` values of ``f(ε_in)``, then ``out`` of ``f(ε_out)``."""
-        eps_in, eps_out = scaled[: self.in_features], scaled[self.in_features :]
-        th.outer(eps_out, eps_in, out=self.weight_epsilon)
-        self.bias_epsilon.copy_(eps_out)
+        eps_in = th.cat([scaled[: self.in_features], scaled.new_ones(1)])
+        th.outer(scaled[self.in_features :], eps_in, out=self.epsilon)
 
     def forward(self, x: th.Tensor, use_noise: bool = True) -> th.Tensor:
         """Apply the layer with the current noise sample, or with the mean weights if ``use_noise=False``."""
-        if not use_noise:
-            return F.linear(x, self.weight_mu, self.bias_mu)
-        weight = th.addcmul(self.weight_mu, self.weight_sigma, self.weight_epsilon)
-        bias = th.addcmul(self.bias_mu, self.bias_sigma, self.bias_epsilon)
-        return F.linear(x, weight, bias)
+        params = th.addcmul(self.mu, self.sigma, self.epsilon) if use_noise else self.mu
+        return F.linear(x, params[:, :-1], params[:, -1])
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
@@ -141,23 +146,26 @@ class _MLP(nn.Module):
 class RainbowQNetwork(BasePolicy):
     """Q-network with switchable dueling, distributional (C51) and noisy parts.
 
-    Head layout for ``net_arch = [h_1, ..., h_k]``:
+    Layout for ``net_arch = [h_1, ..., h_k]`` and ``head_arch = [s_1, ...]`` (empty by default):
 
-    * not dueling: ``features → h_1 → … → h_k → |A|·atoms``;
-    * dueling: the same trunk ``h_1 … h_k``, then a value stream ``→ s_1 … → atoms`` and an advantage stream
-      ``→ s_1 … → |A|·atoms`` (``stream_arch = [s_1, ...]``, empty by default so the dueling network costs
-      about what the plain one does), combined as ``V + A - mean_a A`` (on logits when distributional).
+    * trunk: ``features → h_1 → … → h_k`` (plain layers unless ``noisy_trunk``);
+    * head, not dueling: ``→ s_1 → … → |A|·atoms``;
+    * head, dueling: a value stream ``→ s_1 → … → atoms`` and an advantage stream ``→ s_1 → … → |A|·atoms``,
+      combined as ``V + A - mean_a A`` (on logits when distributional). Without ``head_arch`` the two streams
+      are single layers on the same input, so they are stored as one layer of ``(1 + |A|)·atoms`` outputs
+      (value first): the same function in half the kernel launches (with noise, the two share ``ε_in``).
 
     Args:
         observation_space: observation space.
         action_space: ``Discrete`` action space.
         features_extractor: SB3 features extractor.
         features_dim: its output size.
-        net_arch: hidden sizes of the head.
-        activation_fn: activation between head layers.
+        net_arch: hidden sizes of the trunk after the features extractor.
+        activation_fn: activation between layers.
         normalize_images: divide image observations by 255.
-        dueling: split into value and advantage streams (Wang et al. 2016).
-        stream_arch: hidden sizes inside each dueling stream (Wang et al. use one 512-unit layer on Atari).
+        dueling: split the head into value and advantage streams (Wang et al. 2016).
+        head_arch: hidden sizes inside the head (each stream when dueling); the paper's Atari streams have
+            one 512-unit layer.
         distributional: output a categorical return distribution over ``n_atoms`` atoms (Bellemare et al.
             2017).
         n_atoms: number of atoms.
@@ -165,6 +173,7 @@ class RainbowQNetwork(BasePolicy):
         v_max: highest atom.
         noisy: use :class:`NoisyLinear` layers in the head.
         sigma0: initial noise scale of noisy layers.
+        noisy_trunk: make the ``net_arch`` layers noisy too (only with ``noisy``).
     """
 
     action_space: spaces.Discrete
@@ -186,7 +195,8 @@ class RainbowQNetwork(BasePolicy):
         v_max: float = 10.0,
         noisy: bool = True,
         sigma0: float = 0.5,
-        stream_arch: list[int] | None = None,
+        head_arch: list[int] | None = None,
+        noisy_trunk: bool = False,
     ) -> None:
         super().__init__(
             observation_space,
@@ -198,7 +208,8 @@ class RainbowQNetwork(BasePolicy):
         self.activation_fn = activation_fn
         self.features_dim = features_dim
         self.dueling = dueling
-        self.stream_arch = list(stream_arch or [])
+        self.head_arch = list(head_arch or [])
+        self.noisy_trunk = noisy_trunk
         self.distributional = distributional
         self.n_atoms = n_atoms if distributional else 1
         self.v_min, self.v_max = float(v_min), float(v_max)
@@ -211,13 +222,14 @@ class RainbowQNetwork(BasePolicy):
         )
 
         out = self.n_actions * self.n_atoms
-        if dueling:
-            self.trunk = _MLP(features_dim, self.net_arch, None, activation_fn, noisy, sigma0)
-            hidden = self.trunk.out_dim
-            self.value_stream = _MLP(hidden, self.stream_arch, self.n_atoms, activation_fn, noisy, sigma0)
-            self.advantage_stream = _MLP(hidden, self.stream_arch, out, activation_fn, noisy, sigma0)
+        self.trunk = _MLP(features_dim, self.net_arch, None, activation_fn, noisy and noisy_trunk, sigma0)
+        hidden = self.trunk.out_dim
+        if dueling and self.head_arch:
+            self.value_stream = _MLP(hidden, self.head_arch, self.n_atoms, activation_fn, noisy, sigma0)
+            self.advantage_stream = _MLP(hidden, self.head_arch, out, activation_fn, noisy, sigma0)
         else:
-            self.q_head = _MLP(features_dim, self.net_arch, out, activation_fn, noisy, sigma0)
+            width = out + self.n_atoms if dueling else out
+            self.q_head = _MLP(hidden, self.head_arch, width, activation_fn, noisy, sigma0)
         # A plain list (not registered as submodules) so reset_noise need not walk the module tree each step.
         self._noisy_layers = [module for module in self.modules() if isinstance(module, NoisyLinear)]
         self._noise_sizes = [layer.in_features + layer.out_features for layer in self._noisy_layers]
@@ -229,14 +241,19 @@ class RainbowQNetwork(BasePolicy):
             obs: preprocessed-able observation batch.
             use_noise: use the current noise sample (``False``: mean weights).
         """
-        features = self.extract_features(obs, self.features_extractor)
+        hidden = self.trunk(self.extract_features(obs, self.features_extractor), use_noise)
         if self.dueling:
-            hidden = self.trunk(features, use_noise)
-            value = self.value_stream(hidden, use_noise).view(-1, 1, self.n_atoms)
-            advantage = self.advantage_stream(hidden, use_noise).view(-1, self.n_actions, self.n_atoms)
+            if self.head_arch:
+                value, advantage = self.value_stream(hidden, use_noise), self.advantage_stream(hidden, use_noise)
+            else:
+                value, advantage = self.q_head(hidden, use_noise).split(
+                    [self.n_atoms, self.n_actions * self.n_atoms], 1
+                )
+            value = value.view(-1, 1, self.n_atoms)
+            advantage = advantage.view(-1, self.n_actions, self.n_atoms)
             out = value + advantage - advantage.mean(dim=1, keepdim=True)
         else:
-            out = self.q_head(features, use_noise).view(-1, self.n_actions, self.n_atoms)
+            out = self.q_head(hidden, use_noise).view(-1, self.n_actions, self.n_atoms)
         return out if self.distributional else out.squeeze(-1)
 
     def q_values(self, head_output: th.Tensor) -> th.Tensor:
@@ -270,7 +287,8 @@ class RainbowQNetwork(BasePolicy):
             activation_fn=self.activation_fn,
             features_extractor=self.features_extractor,
             dueling=self.dueling,
-            stream_arch=self.stream_arch,
+            head_arch=self.head_arch,
+            noisy_trunk=self.noisy_trunk,
             distributional=self.distributional,
             n_atoms=self.n_atoms,
             v_min=self.v_min,
@@ -297,7 +315,8 @@ class RainbowPolicy(BasePolicy):
         optimizer_class: optimiser (Adam).
         optimizer_kwargs: optimiser keyword arguments besides the learning rate (Rainbow: ``eps=1.5e-4``).
         dueling: dueling streams.
-        stream_arch: hidden sizes inside each dueling stream (default none).
+        head_arch: hidden sizes inside the head (each stream when dueling); default none.
+        noisy_trunk: make the ``net_arch`` layers noisy too.
         distributional: C51 outputs.
         n_atoms: atoms of the distribution.
         v_min: lowest atom.
@@ -332,7 +351,8 @@ class RainbowPolicy(BasePolicy):
         v_max: float = 10.0,
         noisy: bool = True,
         sigma0: float = 0.5,
-        stream_arch: list[int] | None = None,
+        head_arch: list[int] | None = None,
+        noisy_trunk: bool = False,
     ) -> None:
         check_action_space(action_space)
         check_head_arguments(distributional, n_atoms, v_min, v_max, noisy, sigma0)
@@ -351,7 +371,8 @@ class RainbowPolicy(BasePolicy):
         self.activation_fn = activation_fn
         self.head_args: dict[str, Any] = {
             "dueling": dueling,
-            "stream_arch": list(stream_arch or []),
+            "head_arch": list(head_arch or []),
+            "noisy_trunk": noisy_trunk,
             "distributional": distributional,
             "n_atoms": n_atoms,
             "v_min": v_min,

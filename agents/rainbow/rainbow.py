@@ -148,12 +148,12 @@ def project_distribution(
     n_atoms = support.numel()
     v_min, v_max = support[0].item(), support[-1].item()
     delta_z = (v_max - v_min) / (n_atoms - 1)
-    shifted = (rewards + discounts * support.unsqueeze(0)).clamp(v_min, v_max)
+    shifted = th.addcmul(rewards, discounts, support.unsqueeze(0)).clamp_(v_min, v_max)
     # Clamp again after the division: rounding can put an edge atom a hair outside [0, N-1].
-    position = ((shifted - v_min) / delta_z).clamp(0, n_atoms - 1)
+    position = shifted.sub_(v_min).div_(delta_z).clamp_(0, n_atoms - 1)
     lower, upper = position.floor(), position.ceil()
-    # On an exact hit lower == upper and both distances are 0; the indicator gives the atom all the mass.
-    lower_weight = (upper - position) + (lower == upper).to(position.dtype)
+    # On an exact hit lower == upper and both distances are 0; the indicator gives that atom all the mass.
+    lower_weight = (upper - position).add_(lower == upper)
     upper_weight = position - lower
     projected = th.zeros_like(next_probs)
     projected.scatter_add_(1, lower.long(), next_probs * lower_weight)
@@ -547,7 +547,11 @@ class Rainbow(OffPolicyAlgorithm):
         return per_sample, (current_q - target_q).detach().abs().squeeze(1)
 
     def _distributional_loss(self, batch: RainbowSamples) -> tuple[th.Tensor, th.Tensor]:
-        """Cross-entropy between the projected target and predicted distributions; priorities are the loss."""
+        """Cross-entropy to the projected target distribution; priorities are the KL divergence.
+
+        The KL divergence is the cross-entropy minus the target's entropy: the same gradient, but a priority
+        that does not grow with how spread out the target is (Hessel et al. prioritise by the KL loss).
+        """
         rows = th.arange(batch.actions.shape[0], device=self.device)
         support = self.q_net.support
         with th.no_grad():
@@ -560,7 +564,11 @@ class Rainbow(OffPolicyAlgorithm):
         log_probs = F.log_softmax(self.q_net.head(batch.observations), dim=-1)
         chosen_log_probs = log_probs[rows, batch.actions.long().squeeze(1)]
         per_sample = -(target_probs * chosen_log_probs).sum(dim=-1)
-        return per_sample, per_sample.detach()
+        if not self.prioritized_replay:
+            return per_sample, per_sample.detach()
+        with th.no_grad():
+            kl = per_sample + th.special.xlogy(target_probs, target_probs).sum(dim=-1)
+        return per_sample, kl
 
     def learn(
         self: SelfRainbow,

@@ -168,6 +168,17 @@ def test_learn_with_two_envs_callbacks_and_progress_bar() -> None:
     assert model.exploration_rate == 0.0  # noisy nets explore; no ε-greedy
 
 
+def test_priorities_come_from_the_loss(cartpole: Any) -> None:
+    model = Rainbow("MlpPolicy", cartpole, seed=0, **TINY).learn(60)
+    batch = model.replay_buffer.sample(32, beta=1.0)
+    cross_entropy, kl = model._distributional_loss(batch)
+    # KL = cross-entropy - H(target): non-negative and never above the cross-entropy.
+    assert th.all(kl >= -1e-5) and th.all(kl <= cross_entropy.detach() + 1e-5)
+    huber, td_error = model._scalar_loss(batch)  # the scalar loss on the expected Q-values
+    expected = th.where(td_error < 1, 0.5 * td_error**2, td_error - 0.5)
+    th.testing.assert_close(huber.detach(), expected)
+
+
 def test_epsilon_greedy_without_noisy_nets(cartpole: Any) -> None:
     model = Rainbow("MlpPolicy", cartpole, noisy=False, exploration_fraction=1.0, seed=0, **TINY)
     model.learn(100)
@@ -187,7 +198,7 @@ def test_each_component_can_be_switched_off(cartpole: Any, component: str) -> No
 
 def test_noisy_acting_resamples_noise_every_step(cartpole: Any) -> None:
     model = Rainbow("MlpPolicy", cartpole, seed=0, **TINY)
-    layer = model.q_net.trunk.layers[0]
+    layer = model.q_net.q_head.layers[0]
     obs = cartpole.reset()
     before = layer.weight_epsilon.clone()
     model.predict(obs, deterministic=True)

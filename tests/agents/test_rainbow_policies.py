@@ -72,8 +72,9 @@ def test_projection_preserves_mass_and_stays_in_range_on_paper_support() -> None
 # -------------------------------------------------------------------------------------------- noisy layer
 def test_noisy_layer_initialisation() -> None:
     layer = NoisyLinear(16, 4, sigma0=0.5)
-    assert th.all(layer.weight_sigma == 0.5 / math.sqrt(16))
+    assert th.all(layer.weight_sigma == 0.5 / math.sqrt(16)) and th.all(layer.bias_sigma == 0.5 / math.sqrt(16))
     assert th.all(layer.weight_mu.abs() <= 1 / math.sqrt(16))
+    assert [p.shape for p in layer.parameters()] == [(4, 17), (4, 17)]  # bias packed as the last column
 
 
 def test_noisy_layer_noise_is_factorised_and_resampled() -> None:
@@ -102,7 +103,7 @@ def test_noisy_layer_mean_mode_ignores_noise() -> None:
 def test_noisy_layer_learns_sigma() -> None:
     layer = NoisyLinear(3, 2)
     layer(th.randn(4, 3)).sum().backward()
-    assert layer.weight_sigma.grad is not None and layer.weight_sigma.grad.abs().sum() > 0
+    assert layer.sigma.grad is not None and layer.sigma.grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------------------------------------- Q-network
@@ -129,9 +130,8 @@ def test_distributional_dueling_head_shapes_and_combination() -> None:
     obs = th.randn(6, 4)
     logits = net.head(obs)
     assert logits.shape == (6, 3, 11)
-    features = net.trunk(obs)
-    value = net.value_stream(features).view(-1, 1, 11)
-    advantage = net.advantage_stream(features).view(-1, 3, 11)
+    value, advantage = net.q_head(net.trunk(obs)).split([11, 3 * 11], dim=1)  # one layer, value first
+    value, advantage = value.view(-1, 1, 11), advantage.view(-1, 3, 11)
     th.testing.assert_close(logits, value + advantage - advantage.mean(dim=1, keepdim=True))
     expected_q = (F.softmax(logits, dim=-1) * th.linspace(-5, 5, 11)).sum(-1)
     th.testing.assert_close(net(obs), expected_q)
@@ -141,7 +141,7 @@ def test_scalar_dueling_head_has_zero_mean_advantage() -> None:
     net = _q_net(dueling=True, distributional=False, noisy=False)
     obs = th.randn(6, 4)
     q = net(obs)
-    value = net.value_stream(net.trunk(obs))
+    value = net.q_head(net.trunk(obs))[:, :1]
     th.testing.assert_close(q.mean(dim=1, keepdim=True), value)
 
 
@@ -158,7 +158,12 @@ def test_noisy_network_predicts_with_mean_weights_when_deterministic() -> None:
     assert not th.allclose(noisy_q[0], noisy_q[1])
 
 
-def test_stream_arch_adds_hidden_layers_to_each_stream() -> None:
-    net = _q_net(dueling=True, noisy=True, stream_arch=[5])
+def test_head_arch_and_noisy_trunk() -> None:
+    net = _q_net(dueling=True, noisy=True, head_arch=[5])
     assert [layer.out_features for layer in net.value_stream.layers] == [5, 51]
     assert [layer.out_features for layer in net.advantage_stream.layers] == [5, 3 * 51]
+    assert all(isinstance(layer, NoisyLinear) for layer in net.advantage_stream.layers)
+    assert not any(isinstance(layer, NoisyLinear) for layer in net.trunk.layers)  # plain trunk by default
+    noisy_trunk = _q_net(dueling=False, noisy=True, noisy_trunk=True)
+    assert not any(isinstance(module, th.nn.Linear) for module in noisy_trunk.modules())
+    assert sum(isinstance(module, NoisyLinear) for module in noisy_trunk.modules()) == 3

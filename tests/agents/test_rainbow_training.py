@@ -11,11 +11,38 @@ from scripts.cli import main
 
 def test_cli_trains_evaluates_and_resumes_rainbow(tmp_path):
     run = tmp_path / "rainbow"
-    tiny = ["--set", "learning_starts=16", "--set", "buffer_size=500", "--set", "batch_size=8",
-            "--set", "target_update_interval=16", "--set", "train_freq=4"]
+    tiny = [
+        "--set",
+        "learning_starts=16",
+        "--set",
+        "buffer_size=500",
+        "--set",
+        "batch_size=8",
+        "--set",
+        "target_update_interval=16",
+        "--set",
+        "train_freq=4",
+    ]
     runner = CliRunner()
-    result = runner.invoke(main, ["train", "tracking", "--algo", "rainbow", "--steps", "64", "--n-envs", "1",
-                                  "--checkpoint-every", "32", "--no-progress", "--out", str(run), *tiny])
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "tracking",
+            "--algo",
+            "rainbow",
+            "--steps",
+            "64",
+            "--n-envs",
+            "1",
+            "--checkpoint-every",
+            "32",
+            "--no-progress",
+            "--out",
+            str(run),
+            *tiny,
+        ],
+    )
     assert result.exit_code == 0, result.output
     config, agent = load_agent(run)
     assert config.algo == "rainbow" and isinstance(agent, Rainbow)
@@ -28,7 +55,21 @@ def test_cli_trains_evaluates_and_resumes_rainbow(tmp_path):
 
 
 def test_rainbow_rejects_continuous_tracking(tmp_path):
-    result = CliRunner().invoke(main, ["train", "tracking", "--algo", "rainbow", "--action-mode", "continuous",
-                                       "--steps", "32", "--no-progress", "--out", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "tracking",
+            "--algo",
+            "rainbow",
+            "--action-mode",
+            "continuous",
+            "--steps",
+            "32",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
     assert result.exit_code != 0
     assert "Discrete" in str(result.exception) or "discrete" in str(result.exception)
