@@ -528,21 +528,30 @@ class Rainbow(OffPolicyAlgorithm):
         if self.prioritized_replay:
             self.logger.record("train/beta", beta)
 
-    def _bootstrap_actions(self, next_observations: Any, target_q: th.Tensor) -> th.Tensor:
-        """Greedy next actions ``(B,)``: from the online network (double Q) or the target's own values."""
-        if self.double_q:
-            return self.q_net(next_observations).argmax(dim=1)
-        return target_q.argmax(dim=1)
+    def _online_head(self, batch: RainbowSamples) -> tuple[th.Tensor, th.Tensor | None]:
+        """Online head output at ``s_t`` (with gradient) and, with double Q, its greedy actions at ``s_{t+m}``.
+
+        The two are separate passes: one pass over ``2B`` rows would save a call but pay the backward pass for
+        the ``B`` rows that need no gradient, which costs more on CPU (measured on CartPole's 256x256 MLP).
+        """
+        current = self.q_net.head(batch.observations)
+        if not self.double_q:
+            return current, None
+        with th.no_grad():
+            return current, self.q_net(batch.next_observations).argmax(dim=1)
 
     def _scalar_loss(self, batch: RainbowSamples) -> tuple[th.Tensor, th.Tensor]:
         """Huber loss on the n-step TD error; priorities are ``|TD error|``."""
+        head, next_actions = self._online_head(batch)
+        q_values = self.q_net.q_values(head)
         with th.no_grad():
             next_q_target = self.q_net_target(batch.next_observations)
-            next_actions = self._bootstrap_actions(batch.next_observations, next_q_target)
+            if next_actions is None:
+                next_actions = next_q_target.argmax(dim=1)
             next_q = next_q_target.gather(1, next_actions.unsqueeze(1))
             target_q = batch.rewards + (1 - batch.dones) * batch.discounts * next_q
 
-        current_q = self.q_net(batch.observations).gather(1, batch.actions.long())
+        current_q = q_values.gather(1, batch.actions.long())
         per_sample = F.smooth_l1_loss(current_q, target_q, reduction="none").squeeze(1)
         return per_sample, (current_q - target_q).detach().abs().squeeze(1)
 
@@ -554,14 +563,16 @@ class Rainbow(OffPolicyAlgorithm):
         """
         rows = th.arange(batch.actions.shape[0], device=self.device)
         support = self.q_net.support
+        logits, next_actions = self._online_head(batch)
         with th.no_grad():
             next_probs = F.softmax(self.q_net_target.head(batch.next_observations), dim=-1)
-            next_actions = self._bootstrap_actions(batch.next_observations, (next_probs * support).sum(-1))
+            if next_actions is None:
+                next_actions = (next_probs * support).sum(-1).argmax(dim=1)
             target_probs = project_distribution(
                 next_probs[rows, next_actions], batch.rewards, (1 - batch.dones) * batch.discounts, support
             )
 
-        log_probs = F.log_softmax(self.q_net.head(batch.observations), dim=-1)
+        log_probs = F.log_softmax(logits, dim=-1)
         chosen_log_probs = log_probs[rows, batch.actions.long().squeeze(1)]
         per_sample = -(target_probs * chosen_log_probs).sum(dim=-1)
         if not self.prioritized_replay:
