@@ -9,6 +9,7 @@ import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.utils import update_learning_rate
 
+from agents.face_policies import FacePaperCNN
 from agents.normalization import EpisodeMinMaxRolloutBuffer
 from agents.policies import SplitLRActorCriticCnnPolicy, TrackingCNN
 from envs.errors import UnknownNameError
@@ -54,6 +55,42 @@ PPO_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "critic_lr_scale": 3.0,
             },
         },
+    },
+}
+
+
+# Drone face recognition. ``toolkit`` is the OpenDR toolkit's learner (SB3 CnnPolicy, lr 3e-4, n_steps 6400,
+# batch 64, gamma 0.9, clip 0.1, target_kl 0.1; 5M steps); ``paper`` the same settings with the paper's CNN
+# (conv 16@8x8, conv 32@4x4, FC 256; 10M steps). ``cpu`` is sized for a few hundred thousand steps on a
+# small CPU: shorter rollouts, fewer epochs, the small tracking CNN. n_steps is per environment.
+_FACE_TOOLKIT: dict[str, Any] = {
+    "policy": "CnnPolicy",
+    "learning_rate": 3e-4,
+    "n_steps": 6400,
+    "batch_size": 64,
+    "n_epochs": 10,
+    "gamma": 0.9,
+    "gae_lambda": 0.95,
+    "clip_range": 0.1,
+    "target_kl": 0.1,
+    "ent_coef": 0.0,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+}
+PPO_PRESETS["face-recognition"] = {
+    "toolkit": _FACE_TOOLKIT,
+    "paper": {
+        **_FACE_TOOLKIT,
+        "policy_kwargs": {"features_extractor_class": FacePaperCNN, "features_extractor_kwargs": {"features_dim": 256},
+                          "net_arch": []},
+    },
+    "cpu": {
+        **_FACE_TOOLKIT,
+        "n_steps": 256,
+        "n_epochs": 4,
+        "ent_coef": 0.01,
+        "policy_kwargs": {"features_extractor_class": TrackingCNN, "features_extractor_kwargs": {"features_dim": 128},
+                          "net_arch": {"pi": [64], "vf": [64]}},
     },
 }
 

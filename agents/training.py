@@ -32,7 +32,12 @@ from agents.checkpoints import (
 from envs.errors import CheckpointError, InvalidArgumentError, check_choice
 
 #: CLI task name -> (Gymnasium id, PPO preset family).
-TASKS: dict[str, str] = {"tracking": "vantage/ActiveTracking-v0"}
+TASKS: dict[str, str] = {
+    "tracking": "vantage/ActiveTracking-v0",
+    "face-recognition": "vantage/DroneFaceRecognition-v0",
+}
+#: The agent preset a task trains with unless told otherwise (face recognition: the OpenDR toolkit's PPO).
+DEFAULT_PRESETS: dict[str, str] = {"tracking": "paper", "face-recognition": "toolkit"}
 ALGOS = ("ppo", "rainbow")
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.zip"
@@ -90,6 +95,31 @@ class TrainConfig:
         if unknown:
             raise CheckpointError(f"config.json has unknown keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**payload)
+
+
+def task_env_kwargs(task: str, backend: str = "mujoco", **options: str | None) -> dict[str, Any]:
+    """``gymnasium.make`` keyword arguments for ``task`` from the training command's options.
+
+    ``options`` are the command's task options (``reward``, ``action_mode``, ``motion``, ``action_set``);
+    ``None`` takes the task's default, and an option another task owns must be left as ``None``.
+    """
+    check_choice("task", task, TASKS)
+    defaults = {
+        "tracking": {"reward": "td", "action_mode": "discrete", "motion": "constant"},
+        "face-recognition": {"reward": "shaped", "action_set": "toolkit"},
+    }[task]
+    kwargs: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in defaults:
+            if value is not None:
+                raise InvalidArgumentError(f"option {key}={value!r} does not apply to task {task!r}; "
+                                           f"its options: {sorted(defaults)}")
+            continue
+        kwargs[key] = defaults[key] if value is None else value
+    for key, value in defaults.items():
+        kwargs.setdefault(key, value)
+    kwargs["backend"] = backend
+    return kwargs
 
 
 def load_config(run_dir: Path) -> TrainConfig:

@@ -11,6 +11,7 @@ from gymnasium.envs.registration import register, registry
 #: id -> (entry point, max_episode_steps)
 ENVIRONMENTS: dict[str, tuple[str, int]] = {
     "vantage/ActiveTracking-v0": ("envs.tasks.active_tracking:ActiveTrackingEnv", 1000),
+    "vantage/DroneFaceRecognition-v0": ("envs.tasks.face_recognition:DroneFaceEnv", 2000),
 }
 
 

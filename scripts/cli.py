@@ -26,6 +26,7 @@ def _register() -> None:
     from scripts.data_cli import data; main.add_command(data)
     from scripts.bench_perception import bench_perception; bench.add_command(bench_perception)
     from scripts.bench_rainbow import rainbow as _rainbow; bench.add_command(_rainbow)
+    from scripts.bench_face_recognition import active_vs_static; bench.add_command(active_vs_static)
 
 
 _register()
