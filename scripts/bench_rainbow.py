@@ -331,8 +331,12 @@ def plot_curves(config: AblationConfig, runs: list[dict[str, Any]], path: Path) 
     plt.close(fig)
 
 
-def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or reuse) every (variant, seed), then write curves, table and summary; return the summary."""
+def run_ablation(config: AblationConfig, progress: bool = True, train: bool = True) -> dict[str, Any]:
+    """Run (or reuse) every (variant, seed), then write curves, table and summary; return the summary.
+
+    With ``train=False`` nothing is trained: the outputs summarise the stored runs among ``config.seeds``, so
+    variants run with different seed sets (e.g. Rainbow and DQN on 3 seeds, the ablations on 1) share a table.
+    """
     folder = config.out / config.env
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "runs.jsonl"
@@ -341,7 +345,7 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any
     for variant in config.variants:
         for seed in config.seeds:
             key = config.run_key(variant, seed)
-            if json.dumps(key, sort_keys=True) in done:
+            if not train or json.dumps(key, sort_keys=True) in done:
                 continue
             if progress:
                 click.echo(f"[{time.strftime('%H:%M:%S')}] {config.env} {variant} seed {seed} ...", err=True)
@@ -357,6 +361,8 @@ def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any
                     err=True,
                 )
     selected = [r for r in runs if r["seed"] in config.seeds and _matches(r, config.run_key(r["variant"], r["seed"]))]
+    if not selected:
+        raise click.ClickException(f"no stored runs in {log} match these settings; run without --no-train first")
     summary = summarise(config, selected)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (folder / "table.md").write_text(format_table(summary))
@@ -380,6 +386,7 @@ def _parse_list(text: str, allowed: tuple[str, ...], kind: str) -> tuple[str, ..
 @click.option("--threshold", type=float, default=None, help="Solved return (default: 475 on CartPole).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench_rainbow"), show_default=True)
+@click.option("--no-train", is_flag=True, help="Train nothing: summarise the runs already stored under --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def rainbow(
     env_name: str,
@@ -391,6 +398,7 @@ def rainbow(
     threshold: float | None,
     threads: int,
     out: Path,
+    no_train: bool,
     as_json: bool,
 ) -> None:
     """Rainbow vs each component removed vs SB3 DQN: return curves (PNG), table, steps-to-threshold, speed."""
@@ -409,7 +417,7 @@ def rainbow(
         threads=threads,
         out=out,
     )
-    summary = run_ablation(config, progress=not as_json)
+    summary = run_ablation(config, progress=not as_json, train=not no_train)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -1,0 +1,66 @@
+"""``vantage bench rainbow`` on a toy budget: runs, reuse, the summary-only mode and bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from scripts.bench_rainbow import steps_to_threshold
+from scripts.cli import main
+
+# CartPole's preset learns from step 1000 and collects 256 steps per round: 1536 steps end on a round.
+TOY = ["bench", "rainbow", "--env", "cartpole", "--steps", "1536", "--eval-every", "768", "--eval-episodes", "2"]
+
+
+@pytest.fixture(scope="module")
+def bench_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_rainbow")
+    result = CliRunner().invoke(main, [*TOY, "--seeds", "0", "--variants", "rainbow,dqn", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_runs_write_curves_table_and_summary(bench_out):
+    folder = bench_out / "cartpole"
+    runs = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+    assert {r["variant"] for r in runs} == {"rainbow", "dqn"}
+    for run in runs:
+        assert [point[0] for point in run["curve"]] == [0, 768, 1536]
+        assert run["n_updates"] > 0 and run["steps_per_s_cpu"] > 0
+    summary = json.loads((folder / "summary.json").read_text())
+    rainbow, dqn = summary["variants"]["rainbow"], summary["variants"]["dqn"]
+    assert rainbow["slowdown_vs_dqn_cpu"] == pytest.approx(dqn["steps_per_s_cpu"] / rainbow["steps_per_s_cpu"])
+    # Rainbow's 51-atom dueling noisy head is bigger than DQN's on the same trunk.
+    assert rainbow["n_parameters"] > dqn["n_parameters"]
+    assert "| rainbow |" in (folder / "table.md").read_text()
+    assert (folder / "curves.png").stat().st_size > 0
+
+
+def test_stored_runs_are_reused_and_no_train_summarises_other_seed_sets(bench_out):
+    log = bench_out / "cartpole" / "runs.jsonl"
+    before = log.read_text()
+    # Seed 1 is not stored: --no-train must not train it, only summarise the seed-0 runs.
+    result = CliRunner().invoke(main, [*TOY, "--seeds", "0,1", "--variants", "rainbow,dqn", "--no-train",
+                                       "--json", "--out", str(bench_out)])
+    assert result.exit_code == 0, result.output
+    assert log.read_text() == before
+    assert json.loads(result.output)["variants"]["rainbow"]["seeds"] == [0]
+
+
+def test_no_train_without_stored_runs_is_an_error(tmp_path):
+    result = CliRunner().invoke(main, [*TOY, "--seeds", "0", "--no-train", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "no stored runs" in result.output
+
+
+def test_unknown_variant_is_named(tmp_path):
+    result = CliRunner().invoke(main, [*TOY, "--variants", "rainbow,no_magic", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "no_magic" in str(result.exception) + result.output
+
+
+def test_steps_to_threshold():
+    curve = [[0, 10.0, 0.0], [100, 480.0, 1.0], [200, 500.0, 0.0]]
+    assert steps_to_threshold(curve, 475) == 100
+    assert steps_to_threshold(curve, 501) is None
+    assert steps_to_threshold(curve, None) is None
