@@ -9,6 +9,10 @@ episodes, noisy layers in mean mode) every ``--eval-every`` steps, including ste
 * ``curves.png``: mean evaluation return vs steps per variant (band: min-max over seeds);
 * ``table.md`` and ``summary.json``: final and best returns, steps to the threshold and throughput.
 
+``--no-train`` rebuilds those from the stored runs only (so variants run on different seed sets share one
+table). ``--throughput`` trains nothing to completion: it times ``--steps`` training steps after the replay
+warm-up, variants interleaved, best of ``--repeats``, and writes ``throughput.json``.
+
 Throughput is environment steps per second of training *including* gradient updates and *excluding*
 evaluation. It is measured in process CPU time as well as wall time: on a shared machine wall time mostly
 measures the neighbours, CPU time what the algorithm costs. The slowdown vs DQN uses CPU time.
@@ -370,6 +374,71 @@ def run_ablation(config: AblationConfig, progress: bool = True, train: bool = Tr
     return summary
 
 
+def measure_throughput(config: AblationConfig, repeats: int = 3) -> dict[str, Any]:
+    """Training throughput (env steps/s, gradient updates included) per variant, after replay warm-up.
+
+    Each model first collects ``learning_starts`` steps untimed, then trains ``config.steps`` more timed steps.
+    Variants run round-robin ``repeats`` times and each keeps its best (lowest CPU time) repeat: on a shared
+    machine the neighbours' load then falls on every variant alike instead of on whichever ran at a busy moment.
+    """
+    import torch as th
+    from stable_baselines3.common.env_util import make_vec_env
+
+    th.set_num_threads(config.threads)
+    spec = ENV_SPECS[config.env]
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(repeats):
+        for variant in config.variants:
+            env = make_vec_env(spec.make, n_envs=1, seed=0)
+            model = build_model(config, variant, env, seed=0)
+            model.learn(model.learning_starts)
+            updates = model._n_updates
+            wall, cpu = time.perf_counter(), time.process_time()
+            start = model.num_timesteps
+            model.learn(config.steps, reset_num_timesteps=False)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            steps = model.num_timesteps - start
+            env.close()
+            record = {
+                "steps": steps,
+                "updates": int(model._n_updates - updates),
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "steps_per_s_cpu": steps / cpu,
+                "steps_per_s_wall": steps / wall,
+                "n_parameters": int(sum(p.numel() for p in model.q_net.parameters())),
+            }
+            if variant not in best or record["cpu_s"] / steps < best[variant]["cpu_s"] / best[variant]["steps"]:
+                best[variant] = record
+    if "dqn" in best:
+        for row in best.values():
+            row["slowdown_vs_dqn_cpu"] = best["dqn"]["steps_per_s_cpu"] / row["steps_per_s_cpu"]
+    return {
+        "env": config.env,
+        "steps": config.steps,
+        "repeats": repeats,
+        "threads": config.threads,
+        "command": " ".join(["vantage", "bench", "rainbow", *sys.argv[1:]]) if sys.argv else "",
+        "machine": _machine(),
+        "variants": best,
+    }
+
+
+def format_throughput(result: dict[str, Any]) -> str:
+    """Markdown table of a :func:`measure_throughput` result."""
+    lines = [
+        "| variant | env steps/s (CPU) | updates | slowdown vs DQN (CPU) | parameters |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in result["variants"].items():
+        slowdown = row.get("slowdown_vs_dqn_cpu")
+        lines.append(
+            f"| {name} | {row['steps_per_s_cpu']:.0f} | {row['updates']} "
+            f"| {'—' if slowdown is None else f'{slowdown:.2f}x'} | {row['n_parameters']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _parse_list(text: str, allowed: tuple[str, ...], kind: str) -> tuple[str, ...]:
     from envs.errors import check_choice
 
@@ -386,6 +455,12 @@ def _parse_list(text: str, allowed: tuple[str, ...], kind: str) -> tuple[str, ..
 @click.option("--threshold", type=float, default=None, help="Solved return (default: 475 on CartPole).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench_rainbow"), show_default=True)
+@click.option(
+    "--throughput",
+    is_flag=True,
+    help="Only measure training speed: --steps timed steps after replay warm-up, variants interleaved.",
+)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Throughput repeats.")
 @click.option("--no-train", is_flag=True, help="Train nothing: summarise the runs already stored under --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def rainbow(
@@ -398,6 +473,8 @@ def rainbow(
     threshold: float | None,
     threads: int,
     out: Path,
+    throughput: bool,
+    repeats: int,
     no_train: bool,
     as_json: bool,
 ) -> None:
@@ -417,6 +494,12 @@ def rainbow(
         threads=threads,
         out=out,
     )
+    if throughput:
+        result = measure_throughput(config, repeats)
+        (out / env_name).mkdir(parents=True, exist_ok=True)
+        (out / env_name / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(json.dumps(result, indent=2) if as_json else format_throughput(result))
+        return
     summary = run_ablation(config, progress=not as_json, train=not no_train)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -64,3 +64,15 @@ def test_steps_to_threshold():
     assert steps_to_threshold(curve, 475) == 100
     assert steps_to_threshold(curve, 501) is None
     assert steps_to_threshold(curve, None) is None
+
+
+def test_throughput_mode_times_training_after_warm_up(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "rainbow", "--env", "cartpole", "--throughput", "--steps", "256",
+                                       "--repeats", "1", "--variants", "rainbow,dqn", "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload == json.loads((tmp_path / "cartpole" / "throughput.json").read_text())
+    for row in payload["variants"].values():
+        # The timed steps come after learning_starts, so every collected round is followed by its updates.
+        assert row["steps"] == 256 and row["updates"] == 128
+    assert payload["variants"]["dqn"]["slowdown_vs_dqn_cpu"] == pytest.approx(1.0)
