@@ -117,7 +117,8 @@ class DroneFaceEnv(gym.Env[np.ndarray, np.int64]):
     in ``x, y in [-start_range, start_range]`` (8 m), height ``start_height`` (0.5-2.5 m), uniform yaw;
     starts that collide, or that already face the person from closer than 2 m within 60 deg of the face,
     are redrawn. With ``action_set="paper"`` (no yaw or vertical actions) the drone starts facing the person
-    at ``target_height``. Furniture is placed at random at least 1.5 m from the person and 1 m from the drone.
+    at ``target_height``. Furniture (and distractors) go at random at least 1.5 m from the person, 1 m from the
+    drone and 1.2 m off the line between them (the start's view is open; occlusion is not what is measured).
     ``reset(options=...)`` takes ``identity`` (the target's name) and ``start`` ``{"distance": d,
     "angle_deg": theta, "height": h}``: the drone at ``d`` m from the person, ``theta`` deg around them from
     their facing (0 = frontal), facing them, at ``h`` (default ``target_height``), with nothing placed in

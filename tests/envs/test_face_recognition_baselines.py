@@ -126,3 +126,57 @@ def test_webots_world_mirrors_the_mujoco_world() -> None:
     assert len(textures) == len(layout.people)
     for url in textures:
         assert (base / url).resolve().is_file(), url
+
+
+# -- Webots (against tests.fakes' controller double) --------------------------------------------------------
+
+
+def test_webots_backend_gives_the_same_episode_as_mujoco(tiny_world: Path, tmp_path: Path,  # noqa: F811
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+    import sys
+
+    from tests.envs.test_face_recognition import ScriptedPipeline
+    from tests.fakes import FakeWorld, install_fake_controller
+
+    home = tmp_path / "webots"
+    (home / "lib" / "controller" / "python").mkdir(parents=True)
+    monkeypatch.setenv("WEBOTS_HOME", str(home))
+    monkeypatch.delenv("WEBOTS_CONTROLLER_URL", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    wbt = tiny_world.parents[1] / "webots" / "tiny_faces.wbt"
+    scene = load_world(wbt)
+    fake = FakeWorld(basic_time_step=10.0)
+    for node in scene.nodes:
+        if node.def_name:
+            fake.add_node(node.def_name, type_name=node.type_name,
+                          translation=tuple(node.fields.get("translation", (0.0, 0.0, 0.0))))
+    for camera in (n for n in scene.iter_nodes() if n.type_name == "Camera"):
+        fake.add_camera(camera.value("name"), int(camera.value("width")), int(camera.value("height")),
+                        float(camera.value("fieldOfView")))
+    install_fake_controller(monkeypatch, fake)
+
+    def run(backend: str) -> list:
+        pipeline = ScriptedPipeline()
+        from envs.tasks.face_recognition import DroneFaceEnv
+
+        kwargs = {"backend_kwargs": {"launch": False}} if backend == "webots" else {}
+        env = DroneFaceEnv(backend=backend, world=wbt if backend == "webots" else tiny_world, pipeline=pipeline,
+                           **kwargs)
+        pipeline.env = env
+        obs, info = env.reset(seed=11)
+        out = [(obs.shape, info)]
+        for action in (1, 3, 5, 8, 7, 2, 6, 4, 9, 0):
+            obs, reward, terminated, _, info = env.step(np.int64(action))
+            out.append((obs.shape, reward, terminated, info))
+        drone = env.sim.get_pose("drone")
+        out.append((round(float(drone.position[0]), 9), round(float(drone.position[1]), 9),
+                    round(math.remainder(drone.yaw, 2 * math.pi), 9)))
+        env.close()
+        return out
+
+    webots = run("webots")
+    mujoco = run("mujoco")
+    assert webots[:-1] == mujoco[:-1]
+    assert webots[-1] == pytest.approx(mujoco[-1], abs=1e-6)
+    assert fake.calls_named("setSFVec3f"), "the drone was moved through the Supervisor fields"
