@@ -257,8 +257,8 @@ def plot_heatmaps(results: dict[str, list[FaceCell]], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     policies = list(results)
-    fig, axes = plt.subplots(2, len(policies), figsize=(4.2 * len(policies), 5.2), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1.3]})
+    fig, axes = plt.subplots(2, len(policies), figsize=(4.8 * len(policies) + 1.2, 6.0), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.2]}, layout="constrained")
     image = None
     for col, policy in enumerate(policies):
         cells = results[policy]
@@ -278,7 +278,7 @@ def plot_heatmaps(results: dict[str, list[FaceCell]], path: str | Path) -> Path:
                 grid = grid.T
             image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
             for (i, j), v in np.ndenumerate(grid):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7 if kind == "setup2" else 5.5,
                         color="white" if v < 0.5 else "black")
             if kind == "setup2":
                 ax.set_xticks(range(len(angles)), [f"{a:g}" for a in angles])
@@ -291,7 +291,7 @@ def plot_heatmaps(results: dict[str, list[FaceCell]], path: str | Path) -> Path:
                 ax.set_xlabel("frontal start distance (m)")
                 ax.set_title(f"{policy}: setup 1", fontsize=9)
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8,
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02,
                      label="mean confidence of the correct identity (0 when wrong)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
