@@ -6,7 +6,8 @@ episodes, noisy layers in mean mode) every ``--eval-every`` steps, including ste
 
 * ``runs.jsonl``: one line per (variant, seed) with its evaluation curve and timings; runs already there with
   the same settings are reused, so an interrupted benchmark resumes where it stopped;
-* ``curves.png``: mean evaluation return vs steps per variant (band: min-max over seeds);
+* ``curves.png``: mean evaluation return (tracking: episode length) vs steps per variant (band: min-max over
+  seeds);
 * ``table.md`` and ``summary.json``: final and best returns, steps to the threshold and throughput.
 
 ``--no-train`` rebuilds those from the stored runs only (so variants run on different seed sets share one
@@ -84,12 +85,15 @@ class EnvSpec:
     preset: str
     threshold: float | None
     eval_envs: int
+    metric: str = "return"
+    """what the curves plot: "return", or "length" (episode length, e.g. steps before a tracker loses its
+    target, where the telescoping TD return says little)"""
 
 
 ENV_SPECS: dict[str, EnvSpec] = {
     "cartpole": EnvSpec(_make_cartpole, "cartpole", 475.0, eval_envs=20),
     # No agreed solved level for tracking yet: steps-to-threshold only with --threshold.
-    "tracking": EnvSpec(_make_tracking, "tracking", None, eval_envs=4),
+    "tracking": EnvSpec(_make_tracking, "tracking", None, eval_envs=4, metric="length"),
 }
 
 
@@ -141,15 +145,18 @@ def _make_eval_callback(eval_env: Any, every: int, episodes: int) -> Any:
 
         def __init__(self) -> None:
             super().__init__()
-            self.curve: list[tuple[int, float, float]] = []
+            self.curve: list[tuple[int, float, float, float]] = []
             self.eval_wall = 0.0
             self.eval_cpu = 0.0
             self._next = 0
 
         def _evaluate(self) -> None:
             wall, cpu = time.perf_counter(), time.process_time()
-            mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=episodes, deterministic=True)
-            self.curve.append((int(self.num_timesteps), float(mean), float(std)))
+            returns, lengths = evaluate_policy(
+                self.model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+            )
+            point = (int(self.num_timesteps), float(np.mean(returns)), float(np.std(returns)), float(np.mean(lengths)))
+            self.curve.append(point)
             self.eval_wall += time.perf_counter() - wall
             self.eval_cpu += time.process_time() - cpu
             self._next = self.num_timesteps + every
@@ -226,7 +233,7 @@ def steps_to_threshold(curve: list[list[float]], threshold: float | None) -> int
     """First evaluated step whose mean return reaches ``threshold`` (``None``: never, or no threshold)."""
     if threshold is None:
         return None
-    return next((int(step) for step, mean, _ in curve if mean >= threshold), None)
+    return next((int(point[0]) for point in curve if point[1] >= threshold), None)
 
 
 def summarise(config: AblationConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,6 +254,8 @@ def summarise(config: AblationConfig, runs: list[dict[str, Any]]) -> dict[str, A
             "final_std": float(np.std(finals)),
             "final_per_seed": finals,
             "best_mean": float(np.mean([max(c[1] for c in r["curve"]) for r in mine])),
+            # Runs stored before episode lengths were recorded have 3-element curve points.
+            "final_length_mean": _mean_or_none([r["curve"][-1][3] for r in mine if len(r["curve"][-1]) > 3]),
             "steps_to_threshold": reached,
             "steps_to_threshold_mean": float(np.mean(censored)),
             "seeds_reaching_threshold": sum(s is not None for s in reached),
@@ -265,6 +274,10 @@ def summarise(config: AblationConfig, runs: list[dict[str, Any]]) -> dict[str, A
         "machine": _machine(),
         "variants": rows,
     }
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def _machine() -> dict[str, Any]:
@@ -289,15 +302,17 @@ def format_table(summary: dict[str, Any]) -> str:
     thr = "—" if threshold is None else f"{threshold:g}"
     lines = [
         f"| variant | final return (mean ± sd) | best eval | seeds ≥ {thr} | steps to {thr} (per seed) "
-        "| env steps/s (CPU) | slowdown vs DQN (CPU) | parameters |",
-        "|---|---|---|---|---|---|---|---|",
+        "| final episode length | env steps/s (CPU) | slowdown vs DQN (CPU) | parameters |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in summary["variants"].items():
         steps = ", ".join("never" if s is None else f"{s / 1000:g}k" for s in row["steps_to_threshold"])
         slowdown = row.get("slowdown_vs_dqn_cpu")
+        length = "—" if row["final_length_mean"] is None else f"{row['final_length_mean']:.0f}"
         lines.append(
             f"| {name} | {row['final_mean']:.1f} ± {row['final_std']:.1f} | {row['best_mean']:.1f} "
             f"| {row['seeds_reaching_threshold']}/{len(row['seeds'])} | {steps if threshold is not None else '—'} "
+            f"| {length} "
             f"| {row['steps_per_s_cpu']:.0f} | {'—' if slowdown is None else f'{slowdown:.2f}x'} "
             f"| {row['n_parameters']} |"
         )
@@ -311,22 +326,24 @@ def plot_curves(config: AblationConfig, runs: list[dict[str, Any]], path: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metric = ENV_SPECS[config.env].metric
+    column = 3 if metric == "length" else 1
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for variant in config.variants:
-        mine = [r for r in runs if r["variant"] == variant]
+        mine = [r for r in runs if r["variant"] == variant and len(r["curve"][0]) > column]
         if not mine:
             continue
         length = min(len(r["curve"]) for r in mine)
         steps = np.array([c[0] for c in mine[0]["curve"][:length]])
-        means = np.array([[c[1] for c in r["curve"][:length]] for r in mine])
+        means = np.array([[c[column] for c in r["curve"][:length]] for r in mine])
         emphasis = {"linewidth": 2.6} if variant in ("rainbow", "dqn") else {"linewidth": 1.2, "alpha": 0.85}
         style = "--" if variant == "dqn" else "-"
         (line,) = ax.plot(steps, means.mean(axis=0), style, label=f"{variant} ({len(mine)} seeds)", **emphasis)
         ax.fill_between(steps, means.min(axis=0), means.max(axis=0), color=line.get_color(), alpha=0.08)
-    if config.solved_at is not None:
+    if config.solved_at is not None and metric == "return":
         ax.axhline(config.solved_at, color="grey", linestyle=":", linewidth=1, label=f"threshold {config.solved_at:g}")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel(f"greedy return ({config.eval_episodes} episodes)")
+    ax.set_ylabel(f"greedy episode {metric} (mean of {config.eval_episodes} episodes)")
     ax.set_title(f"Rainbow ablation on {config.env}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")

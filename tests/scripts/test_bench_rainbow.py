@@ -26,6 +26,7 @@ def test_runs_write_curves_table_and_summary(bench_out):
     assert {r["variant"] for r in runs} == {"rainbow", "dqn"}
     for run in runs:
         assert [point[0] for point in run["curve"]] == [0, 768, 1536]
+        assert all(len(point) == 4 and 0 < point[3] <= 500 for point in run["curve"])  # (step, mean, sd, length)
         assert run["n_updates"] > 0 and run["steps_per_s_cpu"] > 0
     summary = json.loads((folder / "summary.json").read_text())
     rainbow, dqn = summary["variants"]["rainbow"], summary["variants"]["dqn"]
