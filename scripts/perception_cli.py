@@ -6,6 +6,7 @@ the other commands. Every command prints a JSON summary; ``--json-out`` also wri
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import click
 import numpy as np
 
 from envs.errors import VantageError
-from perception.errors import ModelExistsError
+from perception.errors import InvalidArgumentError, ModelExistsError
 from scripts.options import parse_key_values
 
 
@@ -55,29 +56,56 @@ def perception() -> None:
 @click.option("--config", "config", multiple=True, help="constructor argument KEY=VALUE (JSON value)")
 @click.option("--eval-data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="evaluate on this dataset after training and store the metrics in the manifest")
+@click.option("--init", "init", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="start from this saved model's weights and config (fine-tuning) instead of random weights")
+@click.option("--option", "options", multiple=True,
+              help="extra fit() argument KEY=VALUE (JSON value), e.g. crop=[96,128] or scale_jitter=0.3")
 @click.option("--overwrite", is_flag=True, help="replace an existing model at --out")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | None, lr: float, seed: int,
-            max_frames: int | None, threads: int, config: tuple[str, ...], eval_data: Path | None, overwrite: bool,
-            json_out: Path | None) -> None:
+            max_frames: int | None, threads: int, config: tuple[str, ...], eval_data: Path | None,
+            init: Path | None, options: tuple[str, ...], overwrite: bool, json_out: Path | None) -> None:
     """Train MODEL (face_detector | face_recognizer) on a face dataset and save it to --out.
 
     Each epoch is checkpointed beside --out; re-running the same command after an interruption resumes.
     """
-    from perception.learner import make_model
+    from perception.learner import load_model, make_model
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ModelExistsError(f"{out} already holds a model; pass --overwrite to replace it")
     import torch  # imported here so that `vantage --help` stays fast
 
     torch.set_num_threads(threads)
-    learner = make_model(model, **parse_key_values(config, "--config"))
+    settings = parse_key_values(config, "--config")
+    base = None
+    if init is not None:
+        base = load_model(init)
+        if base.name != model:
+            raise InvalidArgumentError(f"--init {init} holds a {base.name!r} model, not a {model!r}")
+        settings = {**base.config, **settings}
+    learner = make_model(model, **settings)
+    if base is not None:
+        try:
+            learner.net.load_state_dict(base.net.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise InvalidArgumentError(f"--config changes the network of --init {init}: "
+                                       f"{str(exc).splitlines()[0]}") from exc
     # The checkpoint lives beside --out (not inside) so an interrupted run never looks like a saved model.
     checkpoint = out.parent / f".{out.name}.fit-checkpoint.pt"
     kwargs: dict[str, Any] = {"epochs": epochs, "lr": lr, "seed": seed, "max_frames": max_frames,
                               "checkpoint": checkpoint}
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
+    extra = parse_key_values(options, "--option")
+    clash = sorted(set(extra) & set(kwargs))
+    if clash:
+        raise click.BadParameter(f"{clash} have their own options", param_hint="--option")
+    allowed = set(inspect.signature(learner.fit).parameters) - {"dataset", "kwargs"}
+    unknown = sorted(set(extra) - allowed)
+    if unknown:
+        raise click.BadParameter(f"unknown fit options {unknown}; {model} takes {sorted(allowed)}",
+                                 param_hint="--option")
+    kwargs.update(extra)
     summary: dict[str, Any] = {"model": model, "fit": learner.fit(data, **kwargs)}
     if eval_data is not None:
         learner.metrics = learner.eval(eval_data, out_dir=out / "eval") if model == "face_recognizer" else \

@@ -70,3 +70,20 @@ def test_bench_perception_json(tmp_path: Path) -> None:
     data = _json(result.output)
     assert data["pipeline"]["fps"] > 0 and "device" in data
     assert {"torch", "onnxruntime"} <= set(data["models"][0])
+
+
+def test_fit_init_fine_tunes_and_rejects_bad_options(tiny_dataset, tiny_detector: FaceDetectorLearner,
+                                                     tmp_path: Path) -> None:
+    base = tiny_detector.save(tmp_path / "base")
+    out = tmp_path / "tuned"
+    fit = ["perception", "fit", "face_detector", "--data", str(tiny_dataset.root), "--out", str(out), "--epochs", "1",
+           "--batch-size", "8", "--init", str(base), "--option", "min_height=4", "--option", "crop=[32, 48]"]
+    result = CliRunner().invoke(main, fit)
+    assert result.exit_code == 0, result.output
+    tuned = FaceDetectorLearner.load(out)
+    assert tuned.config == tiny_detector.config  # --init carries the base model's config
+    bad = CliRunner().invoke(main, [*fit[:-4], "--option", "no_such_option=1", "--overwrite"])
+    assert bad.exit_code != 0 and "no_such_option" in bad.output
+    wrong = CliRunner().invoke(main, ["perception", "fit", "face_recognizer", "--data", str(tiny_dataset.root),
+                                      "--out", str(tmp_path / "rec"), "--init", str(base)])
+    assert wrong.exit_code != 0 and "face_detector" in wrong.output
