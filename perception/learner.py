@@ -247,6 +247,26 @@ class Learner(abc.ABC):
         return self.runtime.run(x)
 
     # -- persistence -------------------------------------------------------------------------------
+    @staticmethod
+    def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: Any, losses: list[float],
+                        bar: Any) -> None:
+        """One training step of ``fit``: backward, optimiser and schedule step, running mean loss on the bar."""
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+
+    def _finish_fit(self, net: torch.nn.Module, ckpt: TrainingCheckpoint, bar: Any, dataset: Any) -> None:
+        """After ``fit``'s last epoch: drop the resume checkpoint, and forget any runtime built on the old weights."""
+        bar.close()
+        ckpt.remove()
+        net.eval()
+        self._runtime = None
+        self.training_data_hash = dataset.content_hash
+
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write weights + manifest into directory ``path``.
 

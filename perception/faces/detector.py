@@ -304,20 +304,10 @@ class FaceDetectorLearner(Learner):
                 loss_size = (F.l1_loss(out[:, 1:3], reg[:, :2], reduction="none") * reg_mask[:, None]).sum() / npos
                 loss_off = (F.l1_loss(out[:, 3:5], reg[:, 2:], reduction="none") * reg_mask[:, None]).sum() / npos
                 loss = loss_heat + 0.5 * loss_size + loss_off
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+                self._optimizer_step(loss, opt, sched, losses, bar)
             history.append(float(np.mean(losses)))
             ckpt.save(epoch + 1, history)
-        bar.close()
-        ckpt.remove()
-        net.eval()
-        self._runtime = None
-        self.training_data_hash = dataset.content_hash
+        self._finish_fit(net, ckpt, bar, dataset)
         return {"loss": history, "seconds": time.time() - start, "frames": n}
 
     def _crop_origin(self, rng: np.random.Generator, boxes: np.ndarray, ignore: np.ndarray,

@@ -349,20 +349,10 @@ class FaceRecognizerLearner(Learner):
                     x = F.interpolate(F.interpolate(x, size=(low, low), mode="area"), size=(size, size),
                                       mode="bilinear", align_corners=False)
                 loss = head(net(x.clamp(-1, 1)), torch.from_numpy(y_all[idx]))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+                self._optimizer_step(loss, opt, sched, losses, bar)
             history.append(float(np.mean(losses)))
             ckpt.save(epoch + 1, history)
-        bar.close()
-        ckpt.remove()
-        net.eval()
-        self._runtime = None
-        self.training_data_hash = dataset.content_hash
+        self._finish_fit(net, ckpt, bar, dataset)
         summary: dict[str, Any] = {"loss": history, "seconds": time.time() - start, "crops": len(x_all)}
         if enroll:
             self.gallery_names, self.gallery = [], np.zeros((0, self.config["embedding_dim"]), np.float32)
