@@ -121,6 +121,8 @@ def _fmt(values: Any) -> str:
 
 def _mjcf(people_xml: tuple[str, str], furniture: str, textures_rel: str, nav: tuple[int, int],
           rec: tuple[int, int], fovy: float, room_size: float) -> str:
+    from perception.faces.world import room_settings_xml
+
     assets, bodies = people_xml
     half = room_size / 2
     walls = "".join(
@@ -139,16 +141,7 @@ def _mjcf(people_xml: tuple[str, str], furniture: str, textures_rel: str, nav: t
        chase_camera), human_<identity> (face textures in {textures_rel}), furniture_<k>. People and furniture
        are parked at z = {PARK_Z:g} m until a task places them. Geoms are visual only: the task checks
        collisions against the layout file, identically on every backend. -->
-  <compiler angle="radian"/>
-  <option timestep="0.01"/>
-  <visual>
-    <global offwidth="{max(rec[1], 480)}" offheight="{max(rec[0], 240)}"/>
-    <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
-    <!-- znear/zfar are fractions of the extent: 0.05 m to 80 m, so a face 0.3 m away is not clipped. -->
-    <map znear="0.005" zfar="8"/>
-  </visual>
-  <statistic extent="10" center="0 0 1"/>
-  <asset>
+{room_settings_xml(max(rec[1], 480), max(rec[0], 240))}  <asset>
     <texture name="floor_tex" type="2d" builtin="checker" rgb1="0.55 0.5 0.45" rgb2="0.45 0.42 0.38" width="256"
              height="256"/>
     <material name="floor" texture="floor_tex" texrepeat="{half:.0f} {half:.0f}"/>

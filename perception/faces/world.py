@@ -142,6 +142,25 @@ def furniture_xml(k: int, rng: np.random.Generator) -> str:
     return f'<body name="furniture_{k}" pos="0 0 {PARK_Z}">{geoms}</body>'
 
 
+def room_settings_xml(offwidth: int, offheight: int) -> str:
+    """The face room's compiler, timestep, lighting and clipping settings (shared by every face-room world).
+
+    Args:
+        offwidth: offscreen buffer width, at least the widest camera.
+        offheight: offscreen buffer height, at least the tallest camera.
+    """
+    return f"""  <compiler angle="radian"/>
+  <option timestep="0.01"/>
+  <visual>
+    <global offwidth="{offwidth}" offheight="{offheight}"/>
+    <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
+    <!-- znear/zfar are fractions of the extent: 0.05 m to 80 m, so a face 0.3 m away is not clipped. -->
+    <map znear="0.005" zfar="8"/>
+  </visual>
+  <statistic extent="10" center="0 0 1"/>
+"""
+
+
 def build_face_room(identities: list[FaceIdentity], folder: str | Path, *, n_furniture: int = 12,
                     room_size: float = 24.0, camera_size: tuple[int, int] = (240, 320), fovy: float = 50.0,
                     seed: int = 0) -> Path:
@@ -178,18 +197,7 @@ def build_face_room(identities: list[FaceIdentity], folder: str | Path, *, n_fur
         for i, (x, y) in enumerate(((0.0, 0.0),))
     )
     xml = f"""<mujoco model="vantage_face_room">
-  <compiler angle="radian"/>
-  <option timestep="0.01"/>
-  <visual>
-    <global offwidth="{max(width, 320)}" offheight="{max(height, 240)}"/>
-    <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
-    <!-- znear/zfar are fractions of the extent: 0.05 m to 80 m, so a face 0.3 m away is not clipped. -->
-    <map znear="0.005" zfar="8"/>
-  </visual>
-  <statistic extent="10" center="0 0 1"/>
-  <visual>
-  </visual>
-  <asset>
+{room_settings_xml(max(width, 320), max(height, 240))}  <asset>
     <texture name="floor_tex" type="2d" builtin="checker" rgb1="0.55 0.5 0.45" rgb2="0.45 0.42 0.38" width="256"
              height="256"/>
     <material name="floor" texture="floor_tex" texrepeat="{room_size / 2:.0f} {room_size / 2:.0f}"/>
