@@ -24,6 +24,7 @@ environments the number of transitions completed per ``add`` varies.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -67,7 +68,10 @@ class SumTree:
     """Binary tree whose leaves hold non-negative priorities and whose inner nodes hold subtree sums.
 
     The leaves live at ``[capacity_pow2, 2 * capacity_pow2)`` of one array (the root is index 1), so updates
-    and prefix-sum searches are ``O(log capacity)`` and both are vectorised over batches of indices.
+    and prefix-sum searches are ``O(log capacity)`` and both are vectorised over batches of indices. Leaves are
+    written at once; their ancestors are refreshed lazily, all pending leaves together, the next time a sum is
+    read (:attr:`total`, :meth:`find`). Replay writes one leaf per environment step and reads once per update,
+    so one vectorised refresh replaces several Python loops over the tree's height, with the same sums.
 
     Args:
         capacity: number of leaves (at least 1).
@@ -84,17 +88,21 @@ class SumTree:
         self._first_leaf = 1 << self._height
         # float64 keeps the root consistent with its leaves over millions of updates.
         self._nodes = np.zeros(2 * self._first_leaf, dtype=np.float64)
+        # Leaf node ids written since the inner sums were last refreshed: single ones, then batches.
+        self._stale_leaves: list[int] = []
+        self._stale_batches: list[np.ndarray] = []
 
     @property
     def total(self) -> float:
         """Sum of all leaf priorities."""
+        self._refresh()
         return float(self._nodes[1])
 
     def __getitem__(self, indices: np.ndarray | int) -> np.ndarray:
         return self._nodes[np.asarray(indices) + self._first_leaf]
 
     def update(self, indices: np.ndarray | int, priorities: np.ndarray | float) -> None:
-        """Set leaf priorities and refresh their ancestors.
+        """Set leaf priorities (their ancestors are refreshed before the next read of a sum).
 
         Args:
             indices: leaf indices in ``[0, capacity)``; repeats keep the last value.
@@ -103,29 +111,43 @@ class SumTree:
         Raises:
             InvalidArgumentError: on an out-of-range index or a negative or non-finite priority.
         """
-        indices = np.atleast_1d(np.asarray(indices, dtype=np.int64))
-        priorities = np.broadcast_to(np.asarray(priorities, dtype=np.float64), indices.shape)
-        if indices.size == 0:
+        if isinstance(indices, (int, np.integer)) and isinstance(priorities, (float, int, np.floating, np.integer)):
+            # One leaf per stored transition: scalar checks cost a fraction of the array ones.
+            index, priority = int(indices), float(priorities)
+            if not 0 <= index < self.capacity:
+                raise InvalidArgumentError(f"SumTree index out of range [0, {self.capacity}): {index}")
+            if not (math.isfinite(priority) and priority >= 0):
+                raise InvalidArgumentError(f"priorities must be finite and >= 0, got {priority}")
+            self._nodes[index + self._first_leaf] = priority
+            self._stale_leaves.append(index + self._first_leaf)
+        else:
+            indices = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+            priorities = np.broadcast_to(np.asarray(priorities, dtype=np.float64), indices.shape)
+            if indices.size == 0:
+                return
+            if indices.min() < 0 or indices.max() >= self.capacity:
+                raise InvalidArgumentError(f"SumTree index out of range [0, {self.capacity}): {indices}")
+            if not np.all(np.isfinite(priorities)) or priorities.min() < 0:
+                raise InvalidArgumentError(f"priorities must be finite and >= 0, got {priorities}")
+            leaves = indices + self._first_leaf
+            self._nodes[leaves] = priorities
+            self._stale_batches.append(leaves)
+        if len(self._stale_leaves) >= 4096:  # bound the backlog when nothing is sampled for a long time
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute the ancestors of every leaf written since the last refresh, one tree level at a time.
+
+        Parents are recomputed from their children rather than shifted by deltas, so rounding can never leave a
+        parent out of step with its leaves, and repeated or shared ancestors just get the same sum twice.
+        """
+        if not (self._stale_leaves or self._stale_batches):
             return
-        if indices.min() < 0 or indices.max() >= self.capacity:
-            raise InvalidArgumentError(f"SumTree index out of range [0, {self.capacity}): {indices}")
-        if not np.all(np.isfinite(priorities)) or priorities.min() < 0:
-            raise InvalidArgumentError(f"priorities must be finite and >= 0, got {priorities}")
-        # Parents are recomputed from their children rather than shifted by deltas, so rounding can never
-        # leave a parent out of step with its leaves, and a repeated index just writes the same sum twice.
+        level = np.concatenate([np.asarray(self._stale_leaves, dtype=np.int64), *self._stale_batches])
+        self._stale_leaves, self._stale_batches = [], []
         nodes = self._nodes
-        if indices.size == 1:
-            # One leaf per stored transition: plain integer arithmetic beats array indexing here.
-            node = int(indices[0]) + self._first_leaf
-            nodes[node] = priorities[0]
-            for _ in range(self._height):
-                node >>= 1
-                nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
-            return
-        level = indices + self._first_leaf
-        nodes[level] = priorities
         for _ in range(self._height):
-            level >>= 1
+            level = level >> 1
             nodes[level] = nodes[2 * level] + nodes[2 * level + 1]
 
     def find(self, prefix_sums: np.ndarray) -> np.ndarray:
@@ -137,6 +159,7 @@ class SumTree:
         Returns:
             Leaf indices, same shape as ``prefix_sums``.
         """
+        self._refresh()
         values = np.asarray(prefix_sums, dtype=np.float64).copy()
         nodes = np.ones(values.shape, dtype=np.int64)
         for _ in range(self._height):
@@ -351,21 +374,22 @@ class RainbowReplayBuffer(ReplayBuffer):
     ) -> RainbowSamples:
         if weights is None:
             weights = np.ones(len(batch_inds), dtype=np.float32)
+        # Every array below is a fresh copy gathered for this batch, so the tensors may share its memory.
         return RainbowSamples(
             observations=self._to_torch_obs(self._normalize_obs(_gather(self.observations, batch_inds), env)),
-            actions=self.to_torch(self.actions[batch_inds]),
+            actions=self.to_torch(self.actions[batch_inds], copy=False),
             next_observations=self._to_torch_obs(self._normalize_obs(_gather(self.next_observations, batch_inds), env)),
-            dones=self.to_torch(self.dones[batch_inds].reshape(-1, 1)),
-            rewards=self.to_torch(self.rewards[batch_inds].reshape(-1, 1)),
-            discounts=self.to_torch(self.discounts[batch_inds].reshape(-1, 1)),
-            weights=self.to_torch(weights.astype(np.float32)),
+            dones=self.to_torch(self.dones[batch_inds].reshape(-1, 1), copy=False),
+            rewards=self.to_torch(self.rewards[batch_inds].reshape(-1, 1), copy=False),
+            discounts=self.to_torch(self.discounts[batch_inds].reshape(-1, 1), copy=False),
+            weights=self.to_torch(weights.astype(np.float32), copy=False),
             indices=batch_inds,
         )
 
     def _to_torch_obs(self, obs: ObsArray) -> th.Tensor | dict[str, th.Tensor]:
         if isinstance(obs, dict):
-            return {key: self.to_torch(value) for key, value in obs.items()}
-        return self.to_torch(obs)
+            return {key: self.to_torch(value, copy=False) for key, value in obs.items()}
+        return self.to_torch(obs, copy=False)
 
 
 class PrioritizedReplayBuffer(RainbowReplayBuffer):

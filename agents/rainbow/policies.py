@@ -415,8 +415,18 @@ class RainbowPolicy(BasePolicy):
         self.q_net.reset_noise()
 
     def set_training_mode(self, mode: bool) -> None:
+        # SB3 calls this on every predict(); walking the module tree each acting step is measurable on small
+        # networks, so skip it when nothing changes.
+        if self.training == mode and self.q_net.training == mode:
+            return
         self.q_net.set_training_mode(mode)
         self.training = mode
+
+    @property
+    def device(self) -> th.device:
+        # SB3 finds the device by iterating over the parameters on every call (several times per step).
+        q_net = self._modules.get("q_net")
+        return q_net.support.device if q_net is not None else super().device
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -67,6 +67,14 @@ def test_steps_to_threshold():
     assert steps_to_threshold(curve, None) is None
 
 
+def test_steps_to_threshold_on_episode_length():
+    """Tracking is judged on episode length (column 3); old 3-column points never count as reaching it."""
+    curve = [[0, -1.0, 0.1, 18.0], [5000, -0.9, 0.1, 600.0], [10000, -0.2, 0.1, 1000.0]]
+    assert steps_to_threshold(curve, 950, column=3) == 10000
+    assert steps_to_threshold(curve, -0.5, column=1) == 10000
+    assert steps_to_threshold([[0, 1.0, 0.0]], 950, column=3) is None
+
+
 def test_throughput_mode_times_training_after_warm_up(tmp_path):
     result = CliRunner().invoke(main, ["bench", "rainbow", "--env", "cartpole", "--throughput", "--steps", "256",
                                        "--repeats", "1", "--variants", "rainbow,dqn", "--json", "--out", str(tmp_path)])
