@@ -34,7 +34,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.4) -> np
 
 
 def average_precision(detections: list[tuple[np.ndarray, np.ndarray]],
-                      ground_truth: list[tuple[np.ndarray, np.ndarray]], iou_threshold: float = 0.5) -> dict:
+                      ground_truth: list[tuple[np.ndarray, np.ndarray]], iou_threshold: float = 0.5,
+                      min_height: float | None = None) -> dict:
     """VOC all-point average precision over images.
 
     Args:
@@ -42,6 +43,9 @@ def average_precision(detections: list[tuple[np.ndarray, np.ndarray]],
         ground_truth: per image ``(boxes (M, 4), ignore (M,) bool)``; a detection matched to an ignored
             box is neither a true nor a false positive, and ignored boxes are not counted as misses.
         iou_threshold: minimum IoU for a match.
+        min_height: for AP over a size range (faces at least this tall, the rest marked ignored): an
+            unmatched detection shorter than this is ignored too rather than counted as a false positive,
+            COCO's rule for its size-range APs. ``None`` counts every unmatched detection.
 
     Returns:
         ``{"ap", "precision", "recall", "n_gt"}`` with precision/recall at the best-F1 operating point.
@@ -54,7 +58,8 @@ def average_precision(detections: list[tuple[np.ndarray, np.ndarray]],
         n_gt += int((~ignore).sum())
         matched = np.zeros(len(gt), bool)
         order = np.argsort(-np.asarray(scores))
-        ious = box_iou(np.asarray(boxes).reshape(-1, 4), gt) if len(gt) else np.zeros((len(scores), 0))
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        ious = box_iou(boxes, gt) if len(gt) else np.zeros((len(scores), 0))
         for i in order:
             if ious.shape[1]:
                 # Prefer unmatched real faces, then ignored boxes.
@@ -67,6 +72,8 @@ def average_precision(detections: list[tuple[np.ndarray, np.ndarray]],
                 cand_ign = np.where(ignore, ious[i], -1.0)
                 if cand_ign.max() >= iou_threshold:
                     continue
+            if min_height is not None and boxes[i, 3] - boxes[i, 1] < min_height:
+                continue
             records.append((float(scores[i]), 0))
     if n_gt == 0:
         return {"ap": float("nan"), "precision": float("nan"), "recall": float("nan"), "n_gt": 0}

@@ -355,7 +355,8 @@ def plot_curves(config: AblationConfig, runs: list[dict[str, Any]], path: Path) 
         means = np.array([[c[column] for c in r["curve"][:length]] for r in mine])
         emphasis = {"linewidth": 2.6} if variant in ("rainbow", "dqn") else {"linewidth": 1.2, "alpha": 0.85}
         style = "--" if variant == "dqn" else "-"
-        (line,) = ax.plot(steps, means.mean(axis=0), style, label=f"{variant} ({len(mine)} seeds)", **emphasis)
+        seeds = f"{len(mine)} seed" + ("" if len(mine) == 1 else "s")
+        (line,) = ax.plot(steps, means.mean(axis=0), style, label=f"{variant} ({seeds})", **emphasis)
         ax.fill_between(steps, means.min(axis=0), means.max(axis=0), color=line.get_color(), alpha=0.08)
     if config.solved_at is not None and metric == "return":
         ax.axhline(config.solved_at, color="grey", linestyle=":", linewidth=1, label=f"threshold {config.solved_at:g}")

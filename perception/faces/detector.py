@@ -11,10 +11,12 @@ channel    meaning
 3, 4       sub-cell offset of the centre (sigmoid, 0..1)
 =========  ======================================================================
 
-The input is the frame resized to 128 x 160 (height x width), RGB, ``(x/255 - 0.5) / 0.5``. Boxes come back
-in the original frame's pixels. Training uses the penalty-reduced focal loss of CenterNet (Zhou et al., 2019)
-on the heatmap and L1 on size and offset at face centres; faces marked ``ignore`` (and faces under 5 input
-pixels tall) are masked out of the heatmap loss, so they count as neither positives nor negatives.
+The input is the frame resized to ``input_size`` (height x width; default 128 x 160, the shipped model uses
+the full 240 x 320 so that a 24 px face is 6 cells of the grid tall rather than 3), RGB,
+``(x/255 - 0.5) / 0.5``. Boxes come back in the original frame's pixels. Training uses the penalty-reduced
+focal loss of CenterNet (Zhou et al., 2019) on the heatmap and L1 on size and offset at face centres; faces
+marked ``ignore`` (and faces under ``min_height`` input pixels tall) are masked out of the heatmap loss, so
+they count as neither positives nor negatives.
 """
 
 from __future__ import annotations
@@ -328,11 +330,15 @@ class FaceDetectorLearner(Learner):
     # -- evaluation ------------------------------------------------------------------------------
     def eval(self, dataset: FaceDataset | str | Path, min_face: float = 24.0, max_frames: int | None = None,
              batch_size: int = 16, progress: bool = False) -> dict[str, Any]:
-        """AP@0.5 on a dataset for faces at least ``min_face`` px tall (smaller faces are ignored).
+        """AP@0.5 on a dataset for faces at least ``min_face`` px tall.
+
+        Size ranges follow COCO: faces outside the range are ignored (a detection on one is neither a hit nor
+        a false positive), and so are unmatched detections smaller than the range.
 
         Returns:
-            ``ap50`` (faces >= ``min_face`` px), ``ap50_all`` (every visible face >= 8 px), precision and recall
-            at the best-F1 threshold, the number of faces, and mean batch-1 latency on the current runtime.
+            ``ap50`` (faces >= ``min_face`` px), ``ap50_strict`` (the same, but every unmatched detection of any
+            size counts as a false positive), ``ap50_all`` (every visible face >= 8 px), precision and recall at
+            the best-F1 threshold, the number of faces, and mean batch-1 latency on the current runtime.
         """
         dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
         images: list[np.ndarray] = []
@@ -360,9 +366,11 @@ class FaceDetectorLearner(Learner):
         finally:
             self.score_threshold = old_threshold
         pairs = [(d.boxes, d.scores) for d in dets]
-        ap = average_precision(pairs, gts)
-        ap_all = average_precision(pairs, gts_all)
+        ap = average_precision(pairs, gts, min_height=min_face)
+        ap_strict = average_precision(pairs, gts)
+        ap_all = average_precision(pairs, gts_all, min_height=8)
         return {"ap50": ap["ap"], "precision": ap["precision"], "recall": ap["recall"], "n_faces": ap["n_gt"],
+                "ap50_strict": ap_strict["ap"],
                 "ap50_all": ap_all["ap"], "n_faces_all": ap_all["n_gt"], "min_face_px": min_face,
                 "frames": len(images), "ms_per_image": 1000 * float(np.mean(latency)) if latency else None,
                 "runtime": self.runtime_name, "score_threshold_best_f1": ap.get("best_f1_score_threshold")}

@@ -408,7 +408,9 @@ class FaceRecognizerLearner(Learner):
         give the open-set rejection rate.
 
         Returns:
-            ``frontal_3m_accuracy`` (|yaw| <= 30, distance <= 3 m, visible), ``visible_accuracy``, ``accuracy``
+            ``frontal_3m_identification`` (rank-1 identification among the enrolled gallery of visible subjects
+            with |yaw| <= 30 and distance <= 3 m, the unknown threshold not applied), ``frontal_3m_accuracy``
+            (the same faces named correctly *and* accepted by the unknown threshold), ``visible_accuracy``, ``accuracy``
             (all frames), ``mean_correct_confidence``, per-bin ``by_distance`` / ``by_yaw`` lists, and
             ``open_set`` (rejection of unknowns and acceptance of knowns within 3 m, frontal). Writes
             ``recognition_curves.png`` into ``out_dir`` when given.
@@ -417,7 +419,7 @@ class FaceRecognizerLearner(Learner):
         heldout = dataset.heldout_identities
         unknown_ids = set(heldout[max(1, len(heldout) // 2):])
         names = [f.name for f in dataset.identities]
-        rows = []  # (distance, |yaw|, visible, enrolled, correct, rejected, confidence of truth)
+        rows = []  # (distance, |yaw|, visible, enrolled, correct, rejected, confidence of truth, rank-1 correct)
         crops, where = [], []
         for n, (img, label) in enumerate(tqdm(dataset, disable=not progress, desc="eval face_recognizer")):
             if max_frames is not None and n >= max_frames:
@@ -428,7 +430,7 @@ class FaceRecognizerLearner(Learner):
             enrolled = names[face.identity] in self.gallery_names
             if not enrolled and face.identity not in unknown_ids:
                 continue
-            rows.append([face.distance, abs(face.yaw), face.visible, enrolled, False, False, 0.0])
+            rows.append([face.distance, abs(face.yaw), face.visible, enrolled, False, False, 0.0, False])
             if face.visible:
                 crops.append(crop_face(img, face.box, self.crop_size))
                 where.append((len(rows) - 1, names[face.identity]))
@@ -437,9 +439,10 @@ class FaceRecognizerLearner(Learner):
             rows[r][4] = res.identity == truth
             rows[r][5] = res.identity == UNKNOWN
             rows[r][6] = res.scores.get(truth, 0.0) if res.identity == truth else 0.0
-        a = np.array(rows, dtype=float).reshape(-1, 7)
-        dist, yaw, vis, enr, cor, rej, conf = a.T
-        vis, enr, cor, rej = vis > 0, enr > 0, cor > 0, rej > 0
+            rows[r][7] = bool(res.scores) and max(res.scores, key=res.scores.get) == truth
+        a = np.array(rows, dtype=float).reshape(-1, 8)
+        dist, yaw, vis, enr, cor, rej, conf, rank1 = a.T
+        vis, enr, cor, rej, rank1 = vis > 0, enr > 0, cor > 0, rej > 0, rank1 > 0
 
         def acc(mask: np.ndarray) -> float | None:
             return float(cor[mask].mean()) if mask.any() else None
@@ -456,6 +459,7 @@ class FaceRecognizerLearner(Learner):
                   for lo, hi in pairwise(YAW_BINS)]
         unk = ~enr & vis & (yaw <= 30) & (dist <= 3)
         metrics = {
+            "frontal_3m_identification": float(rank1[frontal & vis].mean()) if (frontal & vis).any() else None,
             "frontal_3m_accuracy": acc(frontal & vis),
             "frontal_3m_n": int((frontal & vis).sum()),
             "visible_accuracy": acc(enr & vis),
