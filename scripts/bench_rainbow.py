@@ -343,8 +343,7 @@ def plot_curves(config: AblationConfig, runs: list[dict[str, Any]], path: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = ENV_SPECS[config.env].metric
-    column = 3 if metric == "length" else 1
+    metric, column = ENV_SPECS[config.env].metric, ENV_SPECS[config.env].column
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for variant in config.variants:
         mine = [r for r in runs if r["variant"] == variant and len(r["curve"][0]) > column]
@@ -358,7 +357,7 @@ def plot_curves(config: AblationConfig, runs: list[dict[str, Any]], path: Path) 
         seeds = f"{len(mine)} seed" + ("" if len(mine) == 1 else "s")
         (line,) = ax.plot(steps, means.mean(axis=0), style, label=f"{variant} ({seeds})", **emphasis)
         ax.fill_between(steps, means.min(axis=0), means.max(axis=0), color=line.get_color(), alpha=0.08)
-    if config.solved_at is not None and metric == "return":
+    if config.solved_at is not None:  # the threshold judges the plotted metric
         ax.axhline(config.solved_at, color="grey", linestyle=":", linewidth=1, label=f"threshold {config.solved_at:g}")
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"greedy episode {metric} (mean of {config.eval_episodes} episodes)")

@@ -45,6 +45,7 @@ from perception.learner import (
 from perception.metrics import average_precision, nms
 
 STRIDE = 4
+ALL_FACES_MIN_PX = 8.0  #: smallest face (frame pixels) that ``eval``'s all-faces AP counts
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -351,7 +352,7 @@ class FaceDetectorLearner(Learner):
             height = box[:, 3] - box[:, 1]
             visible = np.array([f.visible for f in faces], bool)
             gts.append((box, ~visible | (height < min_face)))
-            gts_all.append((box, ~visible | (height < 8)))
+            gts_all.append((box, ~visible | (height < ALL_FACES_MIN_PX)))
             images.append(img)
         dets: list[FaceDetections] = []
         latency = []
@@ -368,7 +369,7 @@ class FaceDetectorLearner(Learner):
         pairs = [(d.boxes, d.scores) for d in dets]
         ap = average_precision(pairs, gts, min_height=min_face)
         ap_strict = average_precision(pairs, gts)
-        ap_all = average_precision(pairs, gts_all, min_height=8)
+        ap_all = average_precision(pairs, gts_all, min_height=ALL_FACES_MIN_PX)
         return {"ap50": ap["ap"], "precision": ap["precision"], "recall": ap["recall"], "n_faces": ap["n_gt"],
                 "ap50_strict": ap_strict["ap"],
                 "ap50_all": ap_all["ap"], "n_faces_all": ap_all["n_gt"], "min_face_px": min_face,
