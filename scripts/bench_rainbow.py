@@ -129,8 +129,19 @@ class AblationConfig:
     def solved_at(self) -> float | None:
         return self.threshold if self.threshold is not None else ENV_SPECS[self.env].threshold
 
+    def model_kwargs(self, variant: str) -> dict[str, Any]:
+        """Constructor keywords of ``variant``: Rainbow's preset plus the variant's overrides, or for ``dqn``
+        the preset entries SB3's DQN shares (``policy`` included)."""
+        from agents.rainbow import PRESETS
+
+        preset = copy.deepcopy(PRESETS[ENV_SPECS[self.env].preset])
+        if variant == "dqn":
+            return {"policy": preset["policy"], **{key: preset[key] for key in DQN_SHARED_KEYS if key in preset}}
+        return {**preset, **copy.deepcopy(VARIANTS[variant])}
+
     def run_key(self, variant: str, seed: int) -> dict[str, Any]:
-        """The settings a stored run must match to be reused."""
+        """The settings a stored run must match to be reused, hyperparameters included: a run trained before a
+        preset changed is not mistaken for one of the new preset."""
         return {
             "env": self.env,
             "variant": variant,
@@ -138,6 +149,8 @@ class AblationConfig:
             "steps": self.steps,
             "eval_every": self.eval_every,
             "eval_episodes": self.eval_episodes,
+            # Through JSON so the key compares equal to its stored copy (tuples become lists, classes names).
+            "hyperparameters": json.loads(json.dumps(self.model_kwargs(variant), sort_keys=True, default=str)),
         }
 
 
@@ -185,14 +198,11 @@ def build_model(config: AblationConfig, variant: str, env: Any, seed: int) -> An
     """The Rainbow variant (preset + overrides) or the SB3 DQN baseline sharing the preset's settings."""
     from stable_baselines3 import DQN
 
-    from agents.rainbow import PRESETS, Rainbow
+    from agents.rainbow import Rainbow
 
-    preset_name = ENV_SPECS[config.env].preset
-    if variant == "dqn":
-        preset = copy.deepcopy(PRESETS[preset_name])
-        kwargs = {key: preset[key] for key in DQN_SHARED_KEYS if key in preset}
-        return DQN(preset["policy"], env, seed=seed, **kwargs)
-    return Rainbow.from_preset(preset_name, env, seed=seed, **VARIANTS[variant])
+    kwargs = config.model_kwargs(variant)
+    algo = DQN if variant == "dqn" else Rainbow
+    return algo(kwargs.pop("policy"), env, seed=seed, **kwargs)
 
 
 def run_one(config: AblationConfig, variant: str, seed: int) -> dict[str, Any]:

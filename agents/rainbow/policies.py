@@ -134,12 +134,16 @@ class _MLP(nn.Module):
         self.activation = activation_fn()
         self.n_activated = len(hidden)
         self.out_dim = sizes[-1]
+        self.noisy = noisy
+        # Sublayers are run through ``forward`` rather than ``__call__``: nn.Module's hook dispatch costs about
+        # as much as the maths of a small layer, and Rainbow makes three passes per update and one per step.
+        self._activate = F.relu if type(self.activation) is nn.ReLU else self.activation.forward
 
     def forward(self, x: th.Tensor, use_noise: bool = True) -> th.Tensor:
         for i, layer in enumerate(self.layers):
-            x = layer(x, use_noise) if isinstance(layer, NoisyLinear) else layer(x)
+            x = layer.forward(x, use_noise) if self.noisy else layer.forward(x)
             if i < self.n_activated:
-                x = self.activation(x)
+                x = self._activate(x)
         return x
 
 
@@ -241,19 +245,20 @@ class RainbowQNetwork(BasePolicy):
             obs: preprocessed-able observation batch.
             use_noise: use the current noise sample (``False``: mean weights).
         """
-        hidden = self.trunk(self.extract_features(obs, self.features_extractor), use_noise)
+        # The _MLP parts are called through ``forward`` (see _MLP): no hooks are registered on them.
+        hidden = self.trunk.forward(self.extract_features(obs, self.features_extractor), use_noise)
         if self.dueling:
             if self.head_arch:
-                value, advantage = self.value_stream(hidden, use_noise), self.advantage_stream(hidden, use_noise)
+                value = self.value_stream.forward(hidden, use_noise)
+                advantage = self.advantage_stream.forward(hidden, use_noise)
             else:
-                value, advantage = self.q_head(hidden, use_noise).split(
+                value, advantage = self.q_head.forward(hidden, use_noise).split(
                     [self.n_atoms, self.n_actions * self.n_atoms], 1
                 )
-            value = value.view(-1, 1, self.n_atoms)
             advantage = advantage.view(-1, self.n_actions, self.n_atoms)
-            out = value + advantage - advantage.mean(dim=1, keepdim=True)
+            out = (advantage - advantage.mean(dim=1, keepdim=True)).add_(value.view(-1, 1, self.n_atoms))
         else:
-            out = self.q_head(hidden, use_noise).view(-1, self.n_actions, self.n_atoms)
+            out = self.q_head.forward(hidden, use_noise).view(-1, self.n_actions, self.n_atoms)
         return out if self.distributional else out.squeeze(-1)
 
     def q_values(self, head_output: th.Tensor) -> th.Tensor:

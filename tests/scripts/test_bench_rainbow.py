@@ -48,6 +48,20 @@ def test_stored_runs_are_reused_and_no_train_summarises_other_seed_sets(bench_ou
     assert json.loads(result.output)["variants"]["rainbow"]["seeds"] == [0]
 
 
+def test_runs_of_another_preset_are_not_reused(bench_out, monkeypatch):
+    from agents.rainbow import PRESETS
+
+    log = bench_out / "cartpole" / "runs.jsonl"
+    stored = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(r["hyperparameters"]["learning_rate"] == PRESETS["cartpole"]["learning_rate"] for r in stored)
+    # A changed preset (shared with DQN) makes every stored run stale: the summary-only mode finds none.
+    monkeypatch.setitem(PRESETS["cartpole"], "learning_rate", 1e-3)
+    result = CliRunner().invoke(main, [*TOY, "--seeds", "0", "--variants", "rainbow,dqn", "--no-train",
+                                       "--out", str(bench_out)])
+    assert result.exit_code != 0
+    assert "no stored runs" in result.output
+
+
 def test_no_train_without_stored_runs_is_an_error(tmp_path):
     result = CliRunner().invoke(main, [*TOY, "--seeds", "0", "--no-train", "--out", str(tmp_path)])
     assert result.exit_code != 0
