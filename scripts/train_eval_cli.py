@@ -36,6 +36,9 @@ from scripts.options import parse_key_values
 @click.option("--normalize-rewards/--no-normalize-rewards", default=False, show_default=True,
               help="Min-max normalise rewards per episode before each PPO update (the paper's option).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--max-episode-steps", type=click.IntRange(min=1), default=None,
+              help="Truncate training episodes after this many steps (default: the task's registered limit, "
+                   "1000 for tracking, 2000 for face recognition).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any preset entry.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
@@ -43,7 +46,8 @@ from scripts.options import parse_key_values
 def train_cmd(task: str, algo: str, reward: str | None, action_mode: str | None, motion: str | None,
               action_set: str | None, backend: str, steps: int, seed: int, n_envs: int, vec_env: str,
               preset: str | None, gamma: float | None, normalize_rewards: bool, checkpoint_every: int,
-              overrides: tuple[str, ...], out: Path, resume: bool, progress: bool) -> None:
+              max_episode_steps: int | None, overrides: tuple[str, ...], out: Path, resume: bool,
+              progress: bool) -> None:
     """Train an agent on TASK; results, checkpoints and TensorBoard logs go to --out."""
     from agents.training import task_env_kwargs, train
     from envs.errors import InvalidArgumentError
@@ -56,6 +60,8 @@ def train_cmd(task: str, algo: str, reward: str | None, action_mode: str | None,
                                      action_set=action_set)
     except InvalidArgumentError as exc:
         raise click.UsageError(str(exc)) from exc
+    if max_episode_steps is not None:
+        env_kwargs["max_episode_steps"] = max_episode_steps  # gymnasium.make's own TimeLimit argument
     config = TrainConfig(
         task=task, algo=algo, steps=steps, seed=seed, n_envs=n_envs, vec_env=vec_env,
         preset=preset or DEFAULT_PRESETS[task], normalize_rewards=normalize_rewards,

@@ -79,6 +79,23 @@ def test_train_face_recognition_smoke_and_eval(tmp_path: Path) -> None:
     assert json.loads(result.output)["steps_mean"] == 1.0
 
 
+def test_train_max_episode_steps_truncates_training_episodes(tmp_path: Path) -> None:
+    from agents.training import load_config, make_env
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "face-recognition", "--preset", "cpu", "--action-set", "paper",
+                                       "--steps", "16", "--n-envs", "1", "--max-episode-steps", "5",
+                                       "--no-progress", "--out", str(run), *TINY_PPO])
+    assert result.exit_code == 0, result.output
+    config = load_config(run)
+    assert config.env_kwargs["max_episode_steps"] == 5
+    env = make_env(config, n_envs=1)
+    env.reset()
+    dones = [bool(env.step([0])[2][0]) for _ in range(5)]  # "recognize": hovers, never collides
+    env.close()
+    assert dones == [False, False, False, False, True]
+
+
 def test_train_options_belong_to_their_task(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["train", "face-recognition", "--motion", "switching", "--out",
                                        str(tmp_path / "x")])
