@@ -22,6 +22,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 SETUP1_DISTANCES: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 10, 15, 20)
@@ -67,11 +68,16 @@ class FaceCell:
 
 
 def run_face_episode(policy: Any, env: gym.Env, seed: int, options: dict[str, Any] | None = None,
-                     max_steps: int = 300, frames: list[np.ndarray] | None = None) -> FaceEpisode:
-    """Run ``policy`` (deterministic) for one episode and score its last recognition.
+                     max_steps: int = 300, frames: list[np.ndarray] | None = None,
+                     deterministic: bool = True) -> FaceEpisode:
+    """Run ``policy`` for one episode and score its last recognition.
 
+    ``deterministic=False`` samples a learned policy's actions instead of taking the most likely one; torch's
+    generator is seeded with ``seed`` first, so a sampled episode is as reproducible as a deterministic one.
     ``frames``, if given, receives ``env.render()`` after the reset and after every step.
     """
+    if not deterministic:
+        torch.manual_seed(seed)
     obs, info = env.reset(seed=seed, options=options)
     if frames is not None:
         frames.append(env.render())
@@ -82,7 +88,7 @@ def run_face_episode(policy: Any, env: gym.Env, seed: int, options: dict[str, An
     done = False
     while not done and steps < max_steps:
         t0 = time.perf_counter()
-        action, _ = policy.predict(obs, deterministic=True)
+        action, _ = policy.predict(obs, deterministic=deterministic)
         t1 = time.perf_counter()
         obs, reward, terminated, truncated, info = env.step(action)
         env_s += time.perf_counter() - t1
@@ -122,17 +128,18 @@ def episode_seeds(seed: int, n: int) -> list[int]:
 
 def evaluate_cells(policy: Any, env: gym.Env, cells: Iterable[tuple[str, float | None, float | None]],
                    episodes: int, seed: int = 0, max_steps: int = 300, progress: bool = False,
-                   desc: str = "") -> list[FaceCell]:
+                   desc: str = "", deterministic: bool = True) -> list[FaceCell]:
     """Evaluate ``policy`` on each ``(setup, distance, angle_deg)`` cell; ``None`` distance = random starts.
 
     Each cell uses the same episode seeds, so identities and furniture match across cells and policies.
+    ``deterministic=False`` samples the policy's actions (see :func:`run_face_episode`).
     """
     cells = list(cells)
     seeds = episode_seeds(seed, episodes)
     out = []
     for setup, distance, angle in tqdm(cells, desc=desc or "cells", disable=not progress, leave=False):
         options = None if distance is None else {"start": {"distance": float(distance), "angle_deg": float(angle or 0)}}
-        eps = [run_face_episode(policy, env, s, options, max_steps) for s in seeds]
+        eps = [run_face_episode(policy, env, s, options, max_steps, deterministic=deterministic) for s in seeds]
         out.append(_cell(setup, distance, angle, eps))
     return out
 

@@ -20,6 +20,9 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.argument("task", type=click.Choice(["face-recognition"]))
 @click.option("--agent", "agent_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Run directory of a trained agent (`vantage train face-recognition`): the active policy.")
+@click.option("--stochastic", is_flag=True,
+              help="Sample the trained agent's actions instead of taking the most likely one (seeded per episode; "
+                   "the baselines are rules and unaffected).")
 @click.option("--policies", default="static,rule", show_default=True,
               help="Baselines to run (static, rule); the agent is added when --agent is given.")
 @click.option("--setups", default="setup1,setup2,random", show_default=True)
@@ -42,8 +45,9 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench/face_recognition"),
               show_default=True, help="Folder for the JSON, tables and heatmap.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def active_vs_static(task: str, agent_dir: Path | None, policies: str, setups: str, setup1_distances: str,
-                     setup2_distances: str, setup2_angles: str, episodes: int, random_episodes: int,
+def active_vs_static(task: str, agent_dir: Path | None, stochastic: bool, policies: str, setups: str,
+                     setup1_distances: str, setup2_distances: str, setup2_angles: str, episodes: int,
+                     random_episodes: int,
                      max_steps: int, speed_steps: int, detector: Path | None, recognizer: Path | None, seed: int,
                      out: Path, as_json: bool) -> None:
     """Mean confidence of the correct identity and identification accuracy of active / static / rule-based
@@ -64,6 +68,8 @@ def active_vs_static(task: str, agent_dir: Path | None, policies: str, setups: s
     from envs.baselines import FACE_BASELINES
     from envs.errors import check_choice
 
+    if stochastic and agent_dir is None:
+        raise click.UsageError("--stochastic samples a trained agent's actions: pass --agent RUN_DIR too")
     env_id = "vantage/DroneFaceRecognition-v0"
     names = [check_choice("face-recognition baseline", p.strip(), FACE_BASELINES) for p in policies.split(",")
              if p.strip()]
@@ -87,7 +93,8 @@ def active_vs_static(task: str, agent_dir: Path | None, policies: str, setups: s
         if config.task != "face-recognition":
             raise click.BadParameter(f"{agent_dir} is a {config.task!r} run, not face-recognition",
                                      param_hint="--agent")
-        runs.append(("active (PPO)", {**config.env_kwargs, **models}, lambda env, m=model: m))
+        label = "active (PPO, sampled)" if stochastic else "active (PPO)"
+        runs.append((label, {**config.env_kwargs, **models}, lambda env, m=model: m))
     for name in names:
         runs.append((name, dict(models), FACE_BASELINES[name]))
 
@@ -96,10 +103,12 @@ def active_vs_static(task: str, agent_dir: Path | None, policies: str, setups: s
     for label, env_kwargs, factory in runs:
         env = gym.make(env_id, **env_kwargs)
         policy = factory(env)
-        cells = evaluate_cells(policy, env, grid, episodes, seed, max_steps, progress=not as_json, desc=label)
+        deterministic = not (stochastic and label.startswith("active"))
+        cells = evaluate_cells(policy, env, grid, episodes, seed, max_steps, progress=not as_json, desc=label,
+                               deterministic=deterministic)
         if "random" in setup_list:
             cells += evaluate_cells(policy, env, [("random", None, None)], random_episodes, seed + 1, max_steps,
-                                    progress=not as_json, desc=f"{label} random")
+                                    progress=not as_json, desc=f"{label} random", deterministic=deterministic)
         env.close()
         results[label] = cells
         speed[label] = speed_figures(cells)
@@ -118,6 +127,7 @@ def active_vs_static(task: str, agent_dir: Path | None, policies: str, setups: s
         "models": {"detector": models.get("detector_dir", "assets/models/face_detector"),
                    "recognizer": models.get("recognizer_dir", "assets/models/face_recognizer")},
         "agent": str(agent_dir) if agent_dir else None,
+        "agent_actions": ("sampled" if stochastic else "most likely") if agent_dir else None,
         "policies": {
             label: {
                 "cells": [{k: v for k, v in c.items() if k != "episodes"} for c in cells_to_json(cells)],

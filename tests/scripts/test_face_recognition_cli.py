@@ -96,6 +96,33 @@ def test_train_max_episode_steps_truncates_training_episodes(tmp_path: Path) -> 
     assert dones == [False, False, False, False, True]
 
 
+def test_bench_samples_the_agent_reproducibly_when_asked(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "face-recognition", "--preset", "cpu", "--action-set", "paper",
+                                  "--steps", "16", "--n-envs", "1", "--no-progress", "--out", str(run), *TINY_PPO])
+    assert result.exit_code == 0, result.output
+    bench = ["bench", "active-vs-static", "face-recognition", "--agent", str(run), "--policies", "",
+             "--setups", "setup2", "--setup2-distances", "3", "--setup2-angles", "180", "--episodes", "2",
+             "--max-steps", "15", "--speed-steps", "0", "--json"]
+    outputs = []
+    for name in ("a", "b", "greedy"):
+        extra = [] if name == "greedy" else ["--stochastic"]
+        result = runner.invoke(main, [*bench, *extra, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads((tmp_path / name / "face_recognition_episodes.json").read_text()))
+    sampled, again, greedy = outputs
+    assert list(sampled) == ["active (PPO, sampled)"] and list(greedy) == ["active (PPO)"]
+    drop = ("policy_seconds", "env_seconds")
+    strip = lambda eps: [{k: v for k, v in e.items() if k not in drop} for e in eps]  # noqa: E731
+    sampled_eps = strip(sampled["active (PPO, sampled)"][0]["episodes"])
+    assert sampled_eps == strip(again["active (PPO, sampled)"][0]["episodes"])
+    assert sampled_eps != strip(greedy["active (PPO)"][0]["episodes"])
+    result = runner.invoke(main, ["bench", "active-vs-static", "face-recognition", "--stochastic",
+                                  "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "--agent RUN_DIR" in result.output
+
+
 def test_train_options_belong_to_their_task(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["train", "face-recognition", "--motion", "switching", "--out",
                                        str(tmp_path / "x")])
