@@ -248,15 +248,28 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress_bar
 
 
 def load_agent(run_dir: Path) -> tuple[TrainConfig, BaseAlgorithm]:
-    """A run's config and its final (or else latest checkpointed) agent."""
+    """A run's config and its most trained agent: the final model, or the latest checkpoint when that is newer.
+
+    A resumed run that is interrupted leaves the previous session's final model beside a checkpoint that has
+    trained further; the checkpoint wins then.
+    """
     config = load_config(run_dir)
     path = Path(run_dir) / MODEL_FILE
-    if not path.is_file():
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise CheckpointError(f"{run_dir} has neither {MODEL_FILE} nor a checkpoint")
+    found = latest_checkpoint(run_dir)
+    if not path.is_file() and found is None:
+        raise CheckpointError(f"{run_dir} has neither {MODEL_FILE} nor a checkpoint")
+    if found is not None and (not path.is_file() or found[1].get("num_timesteps", 0) > _final_timesteps(run_dir)):
         path = found[0]
     return config, load_model(algo_class(config.algo), path, device="cpu")
+
+
+def _final_timesteps(run_dir: Path) -> int:
+    """Steps of the final model, from the summary written beside it (0 when unknown)."""
+    summary = Path(run_dir) / "train_summary.json"
+    try:
+        return int(json.loads(summary.read_text())["num_timesteps"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def make_eval_env(config: TrainConfig, **overrides: Any) -> gym.Env:

@@ -93,6 +93,19 @@ def test_train_writes_run_and_resume_continues(tmp_path):
     assert config.steps == 256 and isinstance(agent, VantagePPO)
 
 
+def test_an_interrupted_resume_loads_the_newer_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train(_tiny_config(), run, progress_bar=False)
+    stale = {name: (run / name).read_bytes() for name in ("model.zip", "train_summary.json")}
+    train(_tiny_config(steps=256), run, resume=True, progress_bar=False)
+    # An interrupt after the last checkpoint leaves the previous session's final model and summary behind.
+    for name, content in stale.items():
+        (run / name).write_bytes(content)
+    assert load_agent(run)[1].num_timesteps == 256
+    (run / "checkpoints" / "latest.json").write_text(json.dumps({"num_timesteps": 128}))
+    assert load_agent(run)[1].num_timesteps == 128  # not newer: the final model
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(CheckpointError, match="not a run directory"):
         train(_tiny_config(), tmp_path, resume=True, progress_bar=False)
