@@ -85,7 +85,7 @@ def active_vs_static(task: str, agent_dir: Path | None, stochastic: bool, polici
     if recognizer is not None:
         models["recognizer_dir"] = str(recognizer)
 
-    runs: list[tuple[str, dict[str, Any], Any]] = []  # (name, env kwargs, policy factory)
+    runs: list[tuple[str, dict[str, Any], Any, bool]] = []  # (name, env kwargs, policy factory, deterministic)
     if agent_dir is not None:
         from agents.training import load_agent
 
@@ -94,16 +94,15 @@ def active_vs_static(task: str, agent_dir: Path | None, stochastic: bool, polici
             raise click.BadParameter(f"{agent_dir} is a {config.task!r} run, not face-recognition",
                                      param_hint="--agent")
         label = "active (PPO, sampled)" if stochastic else "active (PPO)"
-        runs.append((label, {**config.env_kwargs, **models}, lambda env, m=model: m))
+        runs.append((label, {**config.env_kwargs, **models}, lambda env, m=model: m, not stochastic))
     for name in names:
-        runs.append((name, dict(models), FACE_BASELINES[name]))
+        runs.append((name, dict(models), FACE_BASELINES[name], True))
 
     results: dict[str, list] = {}
     speed: dict[str, dict[str, float]] = {}
-    for label, env_kwargs, factory in runs:
+    for label, env_kwargs, factory, deterministic in runs:
         env = gym.make(env_id, **env_kwargs)
         policy = factory(env)
-        deterministic = not (stochastic and label.startswith("active"))
         cells = evaluate_cells(policy, env, grid, episodes, seed, max_steps, progress=not as_json, desc=label,
                                deterministic=deterministic)
         if "random" in setup_list:
