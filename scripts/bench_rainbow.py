@@ -124,6 +124,8 @@ class AblationConfig:
     """torch threads per run"""
     out: Path = field(default=Path("runs/bench_rainbow"))
     """output folder; results go to out/<env>/"""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """preset entries to replace (``{"learning_rate": 2.5e-4}``); shared ones reach the DQN baseline too"""
 
     @property
     def solved_at(self) -> float | None:
@@ -134,7 +136,7 @@ class AblationConfig:
         the preset entries SB3's DQN shares (``policy`` included)."""
         from agents.rainbow import PRESETS
 
-        preset = copy.deepcopy(PRESETS[ENV_SPECS[self.env].preset])
+        preset = copy.deepcopy({**PRESETS[ENV_SPECS[self.env].preset], **self.overrides})
         if variant == "dqn":
             return {"policy": preset["policy"], **{key: preset[key] for key in DQN_SHARED_KEYS if key in preset}}
         return {**preset, **copy.deepcopy(VARIANTS[variant])}
@@ -506,6 +508,8 @@ def _parse_list(text: str, allowed: tuple[str, ...], kind: str) -> tuple[str, ..
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Throughput repeats.")
 @click.option("--no-train", is_flag=True, help="Train nothing: summarise the runs already stored under --out.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Replace a preset entry (JSON value), e.g. learning_rate=2.5e-4; DQN gets the shared ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def rainbow(
     env_name: str,
@@ -520,6 +524,7 @@ def rainbow(
     throughput: bool,
     repeats: int,
     no_train: bool,
+    overrides: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Rainbow vs each component removed vs SB3 DQN: return curves (PNG), table, steps-to-threshold, speed."""
@@ -527,6 +532,16 @@ def rainbow(
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError as error:
         raise click.BadParameter(f"{seeds!r} must be comma-separated integers", param_hint="--seeds") from error
+    import inspect
+
+    from agents.rainbow import Rainbow
+    from scripts.options import parse_key_values
+
+    preset_overrides = parse_key_values(overrides, "--set")
+    known = set(inspect.signature(Rainbow.__init__).parameters) - {"self", "env"}
+    unknown = sorted(set(preset_overrides) - known)
+    if unknown:
+        raise click.BadParameter(f"unknown Rainbow setting(s) {unknown}; known: {sorted(known)}", param_hint="--set")
     config = AblationConfig(
         env=env_name,
         steps=steps,
@@ -537,6 +552,7 @@ def rainbow(
         threshold=threshold,
         threads=threads,
         out=out,
+        overrides=preset_overrides,
     )
     if throughput:
         result = measure_throughput(config, repeats)

@@ -62,6 +62,21 @@ def test_runs_of_another_preset_are_not_reused(bench_out, monkeypatch):
     assert "no stored runs" in result.output
 
 
+def test_set_overrides_the_preset_for_rainbow_and_the_shared_dqn_keys():
+    from scripts.bench_rainbow import AblationConfig
+
+    config = AblationConfig(env="tracking", overrides={"learning_rate": 2.5e-4, "sigma0": 0.1})
+    assert config.model_kwargs("rainbow")["learning_rate"] == 2.5e-4
+    assert config.model_kwargs("rainbow")["sigma0"] == 0.1
+    assert config.model_kwargs("dqn")["learning_rate"] == 2.5e-4 and "sigma0" not in config.model_kwargs("dqn")
+    assert config.run_key("rainbow", 0) != AblationConfig(env="tracking").run_key("rainbow", 0)
+
+
+def test_set_rejects_unknown_settings(tmp_path):
+    result = CliRunner().invoke(main, [*TOY, "--set", "learning_rat=1e-3", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "learning_rat" in result.output
+
+
 def test_no_train_without_stored_runs_is_an_error(tmp_path):
     result = CliRunner().invoke(main, [*TOY, "--seeds", "0", "--no-train", "--out", str(tmp_path)])
     assert result.exit_code != 0
