@@ -94,7 +94,9 @@ class DroneFaceEnv(gym.Env[np.ndarray, np.int64]):
 
     The **target zone** is ``|distance - 1.0| <= 0.3``, ``angle < 0.1``, ``frontal_angle < 0.1`` and
     ``|height - 1.7| <= 0.3`` (``target_distance``, ``distance_tolerance``, ``angle_tolerance``,
-    ``target_height``, ``height_tolerance``).
+    ``target_height``, ``height_tolerance``). With ``action_set="paper"`` the drone can only change its
+    frontal angle in arc steps, so the frontal tolerance is at least half an arc step plus 0.01 rad (with
+    15 deg arcs, 0.141 rad): at 0.1 rad a quarter of the random starts could never reach the zone.
 
     **Rewards** (``reward``; each term also in ``info["reward_<term>"]``, summing to the reward):
 
@@ -233,6 +235,8 @@ class DroneFaceEnv(gym.Env[np.ndarray, np.int64]):
         self._target_distance, self._distance_tol = float(target_distance), float(distance_tolerance)
         self._target_height, self._height_tol = float(target_height), float(height_tolerance)
         self._angle_tol = float(angle_tolerance)
+        self.frontal_tolerance = (max(self._angle_tol, 0.5 * self._arc_step + 0.01) if action_set == "paper"
+                                  else self._angle_tol)
         self._bonus, self._recognize_penalty = float(recognition_bonus), float(recognize_penalty)
         self._collision_penalty = float(collision_penalty)
         self._start_range, self._start_height = float(start_range), (float(low), float(high))
@@ -284,7 +288,7 @@ class DroneFaceEnv(gym.Env[np.ndarray, np.int64]):
     def in_target_zone(self, m: Mapping[str, float]) -> bool:
         """Whether a :meth:`measure` result lies in the target zone."""
         return bool(abs(m["distance"] - self._target_distance) <= self._distance_tol
-                    and m["angle"] < self._angle_tol and m["frontal_angle"] < self._angle_tol
+                    and m["angle"] < self._angle_tol and m["frontal_angle"] < self.frontal_tolerance
                     and abs(m["height"] - self._target_height) <= self._height_tol)
 
     def collides(self, position: np.ndarray) -> bool:

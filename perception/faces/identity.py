@@ -184,7 +184,9 @@ def paint_head_texture(face: FaceIdentity, size: tuple[int, int] = TEXTURE_SIZE)
     # Hair: everything above the hairline, plus the back of the head by style.
     if face.hair_style != "bald":
         c.band(90, face.hairline, hair)
-        back_low = {"short": 5, "medium": -25, "long": -70, "fringe": -10}[face.hair_style]
+        # Real hair covers the back of the head down to the nape, so a head seen from behind reads as hair,
+        # not as a faceless face (which both a detector and a navigating agent would confuse with a front).
+        back_low = {"short": -40, "medium": -50, "long": -75, "fringe": -40}[face.hair_style]
         c.band(90, back_low, hair, -180, -95)
         c.band(90, back_low, hair, 95, 180)
         if face.hair_style in ("medium", "long"):  # hair falls around the face

@@ -87,6 +87,11 @@ def human_xml(face: FaceIdentity, texture_file: str | Path, pos: tuple[float, fl
         f'<geom type="capsule" fromto="0 {s * 0.09:.3f} 0.06 0 {s * 0.1:.3f} {0.47 * H:.3f}" size="0.065" '
         f'material="pants"/>' for s in (-1, 1)
     )
+    # Shoes point forward: with the face, the cue to which way a person faces that survives a small frame.
+    legs += "".join(
+        f'<geom type="box" pos="0.07 {s * 0.095:.3f} 0.035" size="0.12 0.05 0.035" rgba="0.12 0.1 0.09 1"/>'
+        for s in (-1, 1)
+    )
     arms = "".join(
         f'<geom type="capsule" fromto="0 {s * 0.22:.3f} {shoulder:.3f} 0.02 {s * 0.26:.3f} {0.47 * H:.3f}" '
         f'size="0.045" material="shirt_{n}"/>' for s in (-1, 1)

@@ -256,6 +256,19 @@ def test_target_zone_recognition_ends_the_episode_with_twenty_times_confidence(t
     assert terminated and reward == 0.0 and not info["correct"]
 
 
+
+def test_paper_actions_widen_the_frontal_tolerance_to_half_an_arc(tiny_world: Path) -> None:
+    toolkit, _ = make(tiny_world)
+    paper, _ = make(tiny_world, action_set="paper")
+    assert toolkit.frontal_tolerance == pytest.approx(0.1)
+    assert paper.frontal_tolerance == pytest.approx(math.radians(7.5) + 0.01)
+    # 7 deg off frontal: out of reach of a 15 deg arc's grid at 0.1 rad, inside half an arc.
+    start = {"distance": 1.0, "angle_deg": 7.0, "height": 1.7}
+    assert not toolkit.reset(seed=2, options={"start": start})[1]["in_target_zone"]
+    assert paper.reset(seed=2, options={"start": start})[1]["in_target_zone"]
+    start["angle_deg"] = 9.0
+    assert not paper.reset(seed=2, options={"start": start})[1]["in_target_zone"]
+
 @pytest.mark.parametrize(
     "start",
     [{"distance": 3.0, "height": 1.7}, {"distance": 1.0, "height": 1.2}, {"distance": 1.0, "angle_deg": 10.0},
