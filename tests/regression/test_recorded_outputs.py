@@ -1,0 +1,31 @@
+"""The shipped agents still give the numbers recorded before the architecture refactor (issue 13).
+
+``tests/data/proof/`` holds the outputs of the commands in its README, recorded on the pre-refactor code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from scripts.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+PROOF = ROOT / "tests" / "data" / "proof"
+TRACKING_AGENT = ROOT / "assets" / "models" / "tracking_ppo_td"
+
+
+def test_tracking_eval_reproduces_recorded_figures(tmp_path: Path) -> None:
+    run = tmp_path / "tracking_ppo_td"
+    shutil.copytree(TRACKING_AGENT, run)
+    result = CliRunner().invoke(main, ["eval", str(run), "--episodes", "3", "--seed", "4242", "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    want = json.loads((PROOF / "tracking_eval_seed4242.json").read_text())
+    for key in ("distance_error_mean", "distance_error_std", "angle_error_mean", "steps_mean", "return_mean",
+                "lost_fraction", "episodes"):
+        assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
