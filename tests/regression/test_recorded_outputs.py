@@ -29,3 +29,21 @@ def test_tracking_eval_reproduces_recorded_figures(tmp_path: Path) -> None:
     for key in ("distance_error_mean", "distance_error_std", "angle_error_mean", "steps_mean", "return_mean",
                 "lost_fraction", "episodes"):
         assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+
+
+FACE_AGENT = ROOT / "assets" / "models" / "face_ppo_paper_shaped"
+
+
+def test_face_bench_cell_reproduces_recorded_episodes(tmp_path: Path) -> None:
+    # One cell of the recorded grid: every cell uses the same episode seeds, so it repeats on its own.
+    result = CliRunner().invoke(main, [
+        "bench", "active-vs-static", "face-recognition", "--agent", str(FACE_AGENT), "--stochastic",
+        "--policies", "static", "--setups", "setup2", "--setup2-distances", "3", "--setup2-angles", "240",
+        "--episodes", "3", "--speed-steps", "0", "--seed", "7", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "face_recognition_episodes.json").read_text())
+    want = json.loads((PROOF / "face_bench_seed7_episodes.json").read_text())
+    for label, cells in got.items():
+        (cell,) = cells
+        (recorded,) = [c for c in want[label] if (c["setup"], c["distance"], c["angle_deg"]) == ("setup2", 3.0, 240.0)]
+        assert cell == recorded, label
