@@ -8,8 +8,6 @@ Ctrl-C mid-write leaves the previous checkpoint intact: interrupting training lo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -18,52 +16,17 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from common.io import atomic_path, atomic_write_json
 from envs.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 
 
-def _umask_mode() -> int:
-    # mkstemp creates files 0600; give finished files the permissions a plain open() would.
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, _umask_mode())
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as indented JSON to ``path`` atomically."""
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
-
-
 def save_model_atomic(model: BaseAlgorithm, path: Path) -> None:
     """Save an SB3 model to ``path`` (a ``.zip``) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".zip")
-    os.close(fd)
-    os.chmod(tmp, _umask_mode())
-    try:
+    with atomic_path(path, suffix=".zip") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_model(algo_class: type[BaseAlgorithm], path: Path, **kwargs: Any) -> BaseAlgorithm:

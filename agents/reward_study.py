@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.checkpoints import atomic_write_json
 from agents.evaluation import run_episodes
 from agents.training import MODEL_FILE, TrainConfig, load_agent, make_eval_env, seeds_for, train
+from common.io import atomic_write_json
 
 REWARDS = ("td", "negative", "hint")
 ACTION_MODES = ("discrete", "continuous")

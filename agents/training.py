@@ -22,13 +22,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 import envs  # noqa: F401  (registers the environments)
-from agents.checkpoints import (
-    AtomicCheckpointCallback,
-    atomic_write_json,
-    latest_checkpoint,
-    load_model,
-    save_model_atomic,
-)
+from agents.checkpoints import AtomicCheckpointCallback, latest_checkpoint, load_model, save_model_atomic
+from common.io import atomic_write_json
 from envs.errors import CheckpointError, InvalidArgumentError, check_choice
 
 #: CLI task name -> (Gymnasium id, PPO preset family).

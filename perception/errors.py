@@ -1,8 +1,8 @@
-"""Perception-specific errors, narrow subclasses of the shared :mod:`envs.errors` hierarchy."""
+"""Perception-specific errors, narrow subclasses of the shared :mod:`common.errors` hierarchy."""
 
 from __future__ import annotations
 
-from envs.errors import CheckpointError, InvalidArgumentError, ManifestError, VantageError
+from common.errors import CheckpointError, InvalidArgumentError, ManifestError, VantageError
 
 __all__ = [
     "CheckpointError",

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import torch
 
-from envs.errors import UnknownNameError
+from common.errors import UnknownNameError
 from perception.errors import (
     CheckpointError,
     InvalidArgumentError,

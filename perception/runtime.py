@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.errors import check_choice
+from common.errors import check_choice
 from perception.errors import InvalidArgumentError, OnnxModelError, RuntimeNotAvailableError
 
 RUNTIMES = ("torch", "onnxruntime", "tensorrt")

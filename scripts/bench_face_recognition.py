@@ -57,7 +57,6 @@ def active_vs_static(task: str, agent_dir: Path | None, stochastic: bool, polici
     import gymnasium as gym
 
     import envs  # noqa: F401
-    from agents.checkpoints import atomic_write_json
     from agents.face_evaluation import (
         cells_to_json,
         env_throughput,
@@ -67,6 +66,7 @@ def active_vs_static(task: str, agent_dir: Path | None, stochastic: bool, polici
         plot_heatmaps,
         speed_figures,
     )
+    from common.io import atomic_write_json
     from envs.baselines import FACE_BASELINES
     from envs.errors import check_choice
 
@@ -185,9 +185,9 @@ def eval_face(target: Path, episodes: int, seed: int, policy_name: str, out: Pat
     import gymnasium as gym
 
     import envs  # noqa: F401
-    from agents.checkpoints import atomic_write_json
     from agents.face_evaluation import cells_to_json, evaluate_cells, run_face_episode, speed_figures
     from agents.training import load_agent, load_config, seeds_for
+    from common.io import atomic_write_json
     from envs.baselines import FACE_BASELINES
 
     is_run = Path(target).is_dir()

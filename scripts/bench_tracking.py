@@ -17,7 +17,7 @@ import click
               help="Folder for env_<task>.json.")
 def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path) -> None:
     """Control steps/s of TASK's environment vs bare MuJoCo doing the same physics steps + one render."""
-    from agents.checkpoints import atomic_write_json
+    from common.io import atomic_write_json
     from envs.benchmark import tracking_throughput
 
     result = tracking_throughput(n_steps=steps, repeats=repeats)

@@ -26,10 +26,10 @@ def demo(out: Path, episodes: int, seed: int, run_dir: Path | None, train_steps:
     """Active (PPO, TD reward) vs static tracking on the embedded MuJoCo backend."""
     import numpy as np
 
-    from agents.checkpoints import atomic_write_json
     from agents.evaluation import format_table, run_episodes
     from agents.media import write_video
     from agents.training import TrainConfig, load_agent, make_eval_env, seeds_for, train
+    from common.io import atomic_write_json
     from envs.baselines import StaticPolicy
 
     out.mkdir(parents=True, exist_ok=True)

@@ -102,9 +102,9 @@ def eval_cmd(run_dir: Path, episodes: int, seed: int, motion: str | None, policy
         raise click.BadParameter(f"{run_dir} is not a run directory", param_hint="RUN_DIR")
     if policy_name == "rule":
         raise click.BadParameter("the rule-based baseline exists for face-recognition only", param_hint="--policy")
-    from agents.checkpoints import atomic_write_json
     from agents.evaluation import format_table, run_episodes
     from agents.training import load_agent, load_config, make_eval_env, seeds_for
+    from common.io import atomic_write_json
     from envs.baselines import StaticPolicy
 
     config = load_config(run_dir)

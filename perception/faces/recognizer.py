@@ -217,7 +217,7 @@ class FaceRecognizerLearner(Learner):
     def remove(self, name: str) -> None:
         """Remove ``name`` from the gallery."""
         if name not in self.gallery_names:
-            from envs.errors import UnknownNameError
+            from common.errors import UnknownNameError
 
             raise UnknownNameError("gallery identity", name, self.gallery_names)
         i = self.gallery_names.index(name)
