@@ -17,6 +17,7 @@ Conventions (both backends):
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -63,6 +64,19 @@ class Pose:
     @property
     def xy(self) -> np.ndarray:
         return self.position[:2].copy()
+
+    @classmethod
+    def look_at(cls, eye: np.ndarray, target: np.ndarray) -> Self:
+        """A pose at ``eye`` whose +x axis points at ``target``, with no roll (+y stays horizontal)."""
+        eye = np.asarray(eye, dtype=np.float64)
+        d = np.asarray(target, dtype=np.float64) - eye
+        d = d / max(float(np.linalg.norm(d)), 1e-9)
+        yaw = math.atan2(d[1], d[0])
+        pitch = -math.asin(float(np.clip(d[2], -1, 1)))
+        w1, z1 = math.cos(yaw / 2), math.sin(yaw / 2)
+        w2, y2 = math.cos(pitch / 2), math.sin(pitch / 2)
+        # yaw about +z, then pitch about the new +y (a yaw-pitch quaternion product written out)
+        return cls(eye, np.array([w1 * w2, -z1 * y2, w1 * y2, z1 * w2]))
 
 
 class SimBackend(abc.ABC):
@@ -150,3 +164,43 @@ class SimBackend(abc.ABC):
     def read_sensor(self, name: str) -> np.ndarray:
         """Current reading of sensor ``name`` as a float array."""
         raise UnknownNameError("sensor", name, self.sensor_names)
+
+    def camera_frame(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        """World position ``(3,)`` and rotation ``(3, 3)`` of ``camera``.
+
+        The rotation's columns are the camera's x (image right), y (image up) and z axes; the camera looks
+        along -z (the OpenGL convention both simulators use).
+        """
+        raise SimulatorError(f"{type(self).__name__} does not report camera frames")
+
+    def project(self, points: np.ndarray, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates ``(N, 2)`` (x right, y down) and depths ``(N,)`` of world ``points`` in ``camera``.
+
+        Points behind the camera have depth <= 0 and meaningless pixel coordinates.
+        """
+        pos, rot = self.camera_frame(camera)
+        local = (np.asarray(points, dtype=np.float64).reshape(-1, 3) - pos) @ rot
+        depth = -local[:, 2]
+        height, width = self.camera_shape(camera)
+        f = 0.5 * height / math.tan(0.5 * self.camera_fovy(camera))
+        safe = np.where(depth > 1e-6, depth, 1e-6)
+        uv = np.stack([width / 2 + f * local[:, 0] / safe, height / 2 - f * local[:, 1] / safe], -1)
+        return uv, depth
+
+    def ray_cast(self, start: np.ndarray, end: np.ndarray) -> tuple[float, str | None]:
+        """The first body a ray from ``start`` towards ``end`` hits.
+
+        Returns:
+            ``(fraction, body)``: the hit point is ``start + fraction * (end - start)`` (``fraction`` may
+            exceed 1 when the first hit lies beyond ``end``); ``(inf, None)`` when nothing is hit.
+        """
+        raise SimulatorError(f"{type(self).__name__} does not cast rays")
+
+    def set_visible(self, entity: str, visible: bool) -> None:
+        """Show or hide ``entity`` (with everything attached to it) in every camera; physics is unchanged."""
+        raise SimulatorError(f"{type(self).__name__} cannot hide entities")
+
+    def set_lighting(self, scale: float, ambient: float) -> None:
+        """Scale every light's diffuse intensity by ``scale`` (relative to the world file) and set the
+        ambient term of the camera headlight to ``ambient``; :meth:`reset` restores the file's lighting."""
+        raise SimulatorError(f"{type(self).__name__} cannot change the lighting")

@@ -14,6 +14,10 @@ Entities are MJCF bodies addressed by name. Three kinds are understood:
   :meth:`MujocoBackend.reset` puts them back.
 
 A camera's image size comes from its MJCF ``resolution`` attribute unless ``camera_sizes`` overrides it.
+
+Worlds that keep spare bodies parked out of sight (people and furniture under the floor until a task places
+them) pass ``hide_below``: root bodies posed at or below that height are moved to a geom group no camera
+draws, because software rasterisation still pays for geometry under the floor.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without mujoco i
     ) from exc
 
 _PLANAR, _FREE, _STATIC = "planar", "free", "static"
+HIDDEN_GROUP = 4  #: geom group no camera draws (MuJoCo shows groups 0-2 by default)
 
 
 class MujocoBackend(SimBackend):
@@ -65,6 +70,7 @@ class MujocoBackend(SimBackend):
         control_period: seconds per :meth:`step`; must be a whole number of the model's timesteps.
         camera_sizes: optional ``{camera: (height, width)}`` overriding the MJCF resolutions.
         fast_render: turn off shadows, reflections, skybox and multisampling (training cameras).
+        hide_below: hide root bodies whose height is at or below this (metres); ``None`` hides nothing.
 
     Raises:
         WorldFileError: the file is missing or MuJoCo cannot compile it.
@@ -77,6 +83,7 @@ class MujocoBackend(SimBackend):
         control_period: float = 0.05,
         camera_sizes: dict[str, tuple[int, int]] | None = None,
         fast_render: bool = True,
+        hide_below: float | None = None,
     ) -> None:
         path = Path(world)
         if not path.is_file():
@@ -135,6 +142,14 @@ class MujocoBackend(SimBackend):
         self._sensors = {
             mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_SENSOR, i): i for i in range(self.model.nsensor)
         }
+        if hide_below is not None and not np.isfinite(hide_below):
+            raise InvalidArgumentError(f"hide_below={hide_below!r} must be a finite height or None")
+        self.hide_below = hide_below
+        self._initial_geom_group = self.model.geom_group.copy()
+        self._initial_light_diffuse = self.model.light_diffuse.copy()
+        self._initial_head_ambient = self.model.vis.headlight.ambient.copy()
+        self._initial_head_diffuse = self.model.vis.headlight.diffuse.copy()
+        self._subtree_geoms: dict[int, np.ndarray] = {}
         self.reset()
 
     # -- indexing --------------------------------------------------------------------------------
@@ -195,11 +210,20 @@ class MujocoBackend(SimBackend):
 
     def reset(self, seed: int | None = None) -> None:
         # MuJoCo itself draws no random numbers; the seed is accepted for interface symmetry.
-        self.model.body_pos[:] = self._initial_body_pos
-        self.model.body_quat[:] = self._initial_body_quat
-        mujoco.mj_resetData(self.model, self.data)
+        m = self.model
+        m.body_pos[:] = self._initial_body_pos
+        m.body_quat[:] = self._initial_body_quat
+        m.light_diffuse[:] = self._initial_light_diffuse
+        m.vis.headlight.ambient[:] = self._initial_head_ambient
+        m.vis.headlight.diffuse[:] = self._initial_head_diffuse
+        m.geom_group[:] = self._initial_geom_group
+        mujoco.mj_resetData(m, self.data)
         self._commands.clear()
-        mujoco.mj_forward(self.model, self.data)
+        mujoco.mj_forward(m, self.data)
+        if self.hide_below is not None:
+            for body_id in range(1, m.nbody):
+                if m.body_parentid[body_id] == 0 and m.body_pos[body_id, 2] <= self.hide_below:
+                    self._show(body_id, False)
 
     def step(self) -> None:
         m, d = self.model, self.data
@@ -243,6 +267,8 @@ class MujocoBackend(SimBackend):
                 raise SimulatorError(f"static entity {entity!r} is nested in another body; pose its root")
             m.body_pos[body_id] = pose.position
             m.body_quat[body_id] = pose.quaternion
+        if self.hide_below is not None and m.body_parentid[body_id] == 0:
+            self._show(body_id, bool(pose.position[2] > self.hide_below))
         mujoco.mj_forward(m, d)
 
     def set_planar_velocity(self, entity: str, forward: float, yaw_rate: float) -> None:
@@ -305,6 +331,46 @@ class MujocoBackend(SimBackend):
             raise UnknownNameError("sensor", name, self._sensors) from None
         adr, dim = int(self.model.sensor_adr[sensor_id]), int(self.model.sensor_dim[sensor_id])
         return self.data.sensordata[adr : adr + dim].copy()
+
+    def camera_frame(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        cam_id = self._check_camera(camera)
+        return self.data.cam_xpos[cam_id].copy(), self.data.cam_xmat[cam_id].reshape(3, 3).copy()
+
+    def ray_cast(self, start: np.ndarray, end: np.ndarray) -> tuple[float, str | None]:
+        start = np.asarray(start, dtype=np.float64)
+        vec = np.asarray(end, dtype=np.float64) - start
+        geom = np.array([-1], np.int32)
+        fraction = mujoco.mj_ray(self.model, self.data, start, vec, None, 1, -1, geom)
+        if fraction < 0 or geom[0] < 0:
+            return float("inf"), None
+        body = int(self.model.geom_bodyid[geom[0]])
+        return float(fraction), mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, body)
+
+    def _show(self, body_id: int, visible: bool) -> None:
+        geoms = self._subtree_geoms.get(body_id)
+        if geoms is None:
+            bodies = [b for b in range(self.model.nbody) if b == body_id or self._descends(b, body_id)]
+            geoms = self._subtree_geoms[body_id] = np.flatnonzero(np.isin(self.model.geom_bodyid, bodies))
+        self.model.geom_group[geoms] = self._initial_geom_group[geoms] if visible else HIDDEN_GROUP
+
+    def _descends(self, body_id: int, root: int) -> bool:
+        while body_id != 0:
+            body_id = int(self.model.body_parentid[body_id])
+            if body_id == root:
+                return True
+        return False
+
+    def set_visible(self, entity: str, visible: bool) -> None:
+        _, body_id, _ = self._entity(entity)
+        self._show(body_id, visible)
+
+    def set_lighting(self, scale: float, ambient: float) -> None:
+        if not (np.isfinite(scale) and scale >= 0 and np.isfinite(ambient) and 0 <= ambient <= 1):
+            raise InvalidArgumentError(f"lighting scale={scale!r} must be >= 0 and ambient={ambient!r} in [0, 1]")
+        m = self.model
+        m.light_diffuse[:] = self._initial_light_diffuse * scale
+        m.vis.headlight.ambient[:] = ambient
+        m.vis.headlight.diffuse[:] = self._initial_head_diffuse * scale
 
     def close(self) -> None:
         for renderer in self._renderers.values():
