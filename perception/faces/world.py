@@ -245,90 +245,26 @@ def look_at_quaternion(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 class FaceRoomBackend(MujocoBackend):
-    """:class:`MujocoBackend` plus what face labelling needs: camera aiming, lighting, projection, rays."""
+    """:class:`MujocoBackend` with parked bodies hidden, plus camera aiming and line-of-sight for labelling."""
 
     def __init__(self, world: str | Path, **kwargs) -> None:
-        super().__init__(world, **kwargs)
-        self._light_diffuse0 = self.model.light_diffuse.copy()
-        self._head_ambient0 = self.model.vis.headlight.ambient.copy()
-        self._head_diffuse0 = self.model.vis.headlight.diffuse.copy()
-        self._hide_parked()
-
-    def _subtree_geoms(self, body: str) -> np.ndarray:
-        cache = self.__dict__.setdefault("_subtree_cache", {})
-        if body not in cache:
-            root = self.model.body(body).id
-            bodies = [b for b in range(self.model.nbody) if b == root or self._ancestor(b, root)]
-            cache[body] = np.flatnonzero(np.isin(self.model.geom_bodyid, bodies))
-        return cache[body]
-
-    def _ancestor(self, body_id: int, root: int) -> bool:
-        while body_id != 0:
-            body_id = int(self.model.body_parentid[body_id])
-            if body_id == root:
-                return True
-        return False
-
-    def set_visible(self, body: str, visible: bool) -> None:
-        """Show or hide ``body`` and its children in every camera.
-
-        Hidden geoms move to geom group 4, which cameras do not draw: parked people would otherwise still
-        cost rasterisation time under the floor.
-        """
-        self.model.geom_group[self._subtree_geoms(body)] = 0 if visible else HIDDEN_GROUP
-
-    def _hide_parked(self) -> None:
-        for body_id in range(1, self.model.nbody):
-            if self.model.body_parentid[body_id] == 0 and self.model.body_pos[body_id, 2] <= PARK_Z / 2:
-                self.set_visible(self.model.body(body_id).name, False)
-
-    def set_pose(self, entity: str, pose: Pose) -> None:
-        super().set_pose(entity, pose)
-        if self.model.body_parentid[self.model.body(entity).id] == 0 and entity != VIEWER:
-            self.set_visible(entity, bool(pose.position[2] > PARK_Z / 2))
+        super().__init__(world, hide_below=PARK_Z / 2, **kwargs)
 
     def look_at(self, eye: np.ndarray, target: np.ndarray, body: str = VIEWER) -> None:
         """Move the camera-carrying ``body`` to ``eye`` and point its +x at ``target``."""
-        self.set_pose(body, Pose(np.asarray(eye, float), look_at_quaternion(eye, target)))
+        self.set_pose(body, Pose.look_at(eye, target))
 
     def park(self, body: str) -> None:
         """Hide a static root body under the floor."""
         self.set_pose(body, Pose(np.array([0.0, 0.0, PARK_Z])))
 
-    def set_lighting(self, scale: float, ambient: float) -> None:
-        """Scale the ceiling lights and set the headlight's ambient term (both relative to the file)."""
-        self.model.light_diffuse[:] = self._light_diffuse0 * scale
-        self.model.vis.headlight.ambient[:] = ambient
-        self.model.vis.headlight.diffuse[:] = self._head_diffuse0 * scale
-
-    def reset(self, seed: int | None = None) -> None:
-        super().reset(seed)
-        if hasattr(self, "_light_diffuse0"):
-            self.set_lighting(1.0, float(self._head_ambient0[0]))
-            self._hide_parked()
-
-    def camera_frame(self, camera: str = CAMERA) -> tuple[np.ndarray, np.ndarray]:
-        """World position and rotation matrix (columns: camera x, y, z axes) of ``camera``."""
-        cam_id = self._check_camera(camera)
-        return self.data.cam_xpos[cam_id].copy(), self.data.cam_xmat[cam_id].reshape(3, 3).copy()
-
-    def project(self, points: np.ndarray, camera: str = CAMERA) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel coordinates ``(N, 2)`` (x right, y down) and depths ``(N,)`` of world ``points``."""
-        pos, rot = self.camera_frame(camera)
-        local = (np.asarray(points, float) - pos) @ rot
-        depth = -local[:, 2]
-        height, width = self.camera_shape(camera)
-        f = 0.5 * height / math.tan(0.5 * self.camera_fovy(camera))
-        safe = np.where(depth > 1e-6, depth, 1e-6)
-        uv = np.stack([width / 2 + f * local[:, 0] / safe, height / 2 - f * local[:, 1] / safe], -1)
-        return uv, depth
-
     def line_of_sight(self, start: np.ndarray, end: np.ndarray, target_body: str) -> bool:
         """Whether the first thing a ray from ``start`` hits towards ``end`` belongs to ``target_body``."""
-        vec = np.asarray(end, float) - np.asarray(start, float)
-        geomid = np.array([-1], np.int32)
-        dist = mujoco.mj_ray(self.model, self.data, np.asarray(start, float), vec, None, 1, -1, geomid)
-        if dist < 0 or geomid[0] < 0:
-            return True
-        body_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, target_body)
-        return int(self.model.geom_bodyid[geomid[0]]) == body_id or dist >= 0.98
+        fraction, body = self.ray_cast(start, end)
+        return body is None or body == target_body or fraction >= 0.98
+
+    def project(self, points: np.ndarray, camera: str = CAMERA) -> tuple[np.ndarray, np.ndarray]:
+        return super().project(points, camera)
+
+    def camera_frame(self, camera: str = CAMERA) -> tuple[np.ndarray, np.ndarray]:
+        return super().camera_frame(camera)
