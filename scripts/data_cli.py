@@ -38,12 +38,13 @@ def faces(n: int, seed: int, out: Path, distance: tuple[float, float], yaw: tupl
 
     Re-running the same command resumes an interrupted run; other settings in the same folder are refused.
     """
+    from envs.worlds.face_scenes import FaceSceneSampler
     from perception.faces.dataset import FaceDataset, FaceSceneConfig, generate_dataset
 
     config = FaceSceneConfig(n_identities=identities, n_heldout=heldout, identity_seed=identity_seed,
                              distance=tuple(distance), yaw=tuple(yaw), camera_height=tuple(height),
                              max_extra_people=extra_people, image_size=tuple(size), shard_size=shard_size)
-    generate_dataset(out, n, seed, config, progress=not no_progress)
+    generate_dataset(out, n, seed, config, sampler=FaceSceneSampler, progress=not no_progress)
     ds = FaceDataset(out)
     visible = sum(f.visible for _, label in ds for f in label.faces)
     click.echo(json.dumps({"out": str(out), "frames": len(ds), "visible_faces": visible,

@@ -3,23 +3,71 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from envs.errors import InvalidActionError, InvalidArgumentError, check_choice
-from envs.rewards import REWARD_SCHEMES, make_reward
+from envs.rewards import make_reward
 from envs.robots.differential_drive import DifferentialDrive
-from envs.sim import BACKENDS, Pose, SimBackend, make_backend
+from envs.sim import Pose
+from envs.tasks.base import EpisodeEvaluator, TaskSettings, VantageEnv
+from envs.worlds.tracking import (
+    ARENA_HALF_SIZE,
+    CHASE_CAMERA,
+    OBSTACLES,
+    TARGET,
+    TRACKER,
+    TRACKER_CAMERA,
+    WORLD_NAME,
+    open_tracking_world,
+)
 
-ARENA_HALF_SIZE = 2.5  # metres, inner half-width of the square arena in worlds/*/tracking.*
-OBSTACLES = ("obstacle_0", "obstacle_1", "obstacle_2", "obstacle_3")
+REWARDS = ("td", "negative", "hint")
+ACTION_MODES = ("discrete", "continuous")
+MOTIONS = ("constant", "switching", "obstacles")
 
 
-class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
+@dataclass(frozen=True)
+class TrackingSettings(TaskSettings):
+    """The tunable settings of :class:`ActiveTrackingEnv` (see its docstring for their meaning)."""
+
+    reward: str = "td"
+    action_mode: str = "discrete"
+    k: int = 2
+    motion: str = "constant"
+    image_size: int = 64
+    reward_params: Mapping[str, Any] | None = None
+    safe_distance: float = 0.2
+    max_range: float = 1.0
+    lost_patience: int = 10
+    max_speed: float = 6.28
+    target_speed_range: tuple[float, float] = (0.1, 0.5)
+    switch_interval: int = 200
+    control_period: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_choice("reward scheme", self.reward, REWARDS)
+        check_choice("action_mode", self.action_mode, ACTION_MODES)
+        check_choice("motion", self.motion, MOTIONS)
+        self._check_int("k", 1)
+        self._check_int("image_size", 16, 512)
+        low, high = self.target_speed_range
+        if not 0.0 <= low <= high <= 1.0:
+            raise InvalidArgumentError(f"target_speed_range={self.target_speed_range!r} must satisfy "
+                                       "0 <= low <= high <= 1")
+        self._check_positive("safe_distance", "max_range", "max_speed", "control_period")
+        if self.max_range <= self.safe_distance:
+            raise InvalidArgumentError(f"max_range={self.max_range} must exceed safe_distance={self.safe_distance}")
+        self._check_int("lost_patience", 1)
+        self._check_int("switch_interval", 1)
+
+
+class ActiveTrackingEnv(VantageEnv):
     """A wheeled tracker keeps a moving wheeled target in view at a safe distance, from pixels only.
 
     Two e-puck-sized differential-drive robots share a 5 m x 5 m walled arena with a textured floor
@@ -83,125 +131,65 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
 
     Args:
         backend: ``"mujoco"`` (embedded, default) or ``"webots"``.
-        reward: ``"td"``, ``"negative"`` or ``"hint"``.
-        action_mode: ``"discrete"`` or ``"continuous"``.
-        k: discrete levels per wheel direction (``2k+1`` speeds per wheel), ``k >= 1``.
-        motion: ``"constant"``, ``"switching"`` or ``"obstacles"``.
         render_mode: ``None`` or ``"rgb_array"``.
-        image_size: side of the square observation in pixels (16-512).
-        reward_params: keyword arguments for the reward scheme.
-        safe_distance: ``s`` in metres.
-        max_range: visibility range in metres.
-        lost_patience: consecutive invisible steps before the target counts as lost.
-        max_speed: wheel speed limit in rad/s.
-        target_speed_range: target wheel speeds as fractions of ``max_speed``.
-        switch_interval: steps between target speed changes (``switching`` and ``obstacles``).
-        control_period: seconds per step.
         world: world file path or name (default ``"tracking"``).
         backend_kwargs: extra keyword arguments for the backend (e.g. ``webots_home``).
+        corruption: observation corruption, ``{"rgb": {"noise_std": ..., "dropout": ..., "delay": ...}}``
+            (:mod:`envs.observables`; drawn from the episode's RNG; none by default).
+        **settings: the fields of :class:`TrackingSettings` (``reward``, ``action_mode``, ``k``, ``motion``,
+            ``image_size``, ``reward_params``, ``safe_distance``, ``max_range``, ``lost_patience``,
+            ``max_speed``, ``target_speed_range``, ``switch_interval``, ``control_period``).
 
     Version history: v0 — initial release.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
+    settings_class = TrackingSettings
+    settings: TrackingSettings
 
-    ACTION_MODES = ("discrete", "continuous")
-    MOTIONS = ("constant", "switching", "obstacles")
     ERROR_SIGNALS = ("distance_error", "angle_error")
-    CAMERA = "tracker_camera"
-    VIEW_CAMERA = "chase_camera"
+    camera = TRACKER_CAMERA
+    view_camera = CHASE_CAMERA
 
-    def __init__(
-        self,
-        backend: str = "mujoco",
-        reward: str = "td",
-        action_mode: str = "discrete",
-        k: int = 2,
-        motion: str = "constant",
-        render_mode: str | None = None,
-        image_size: int = 64,
-        reward_params: Mapping[str, Any] | None = None,
-        safe_distance: float = 0.2,
-        max_range: float = 1.0,
-        lost_patience: int = 10,
-        max_speed: float = 6.28,
-        target_speed_range: tuple[float, float] = (0.1, 0.5),
-        switch_interval: int = 200,
-        control_period: float = 0.05,
-        world: str = "tracking",
-        backend_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        check_choice("backend", backend, BACKENDS)
-        check_choice("reward scheme", reward, REWARD_SCHEMES)
-        check_choice("action_mode", action_mode, self.ACTION_MODES)
-        check_choice("motion", motion, self.MOTIONS)
-        if render_mode is not None:
-            check_choice("render_mode", render_mode, self.metadata["render_modes"])
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise InvalidArgumentError(f"k={k!r} must be an integer >= 1")
-        if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) or not 16 <= image_size <= 512:
-            raise InvalidArgumentError(f"image_size={image_size!r} must be an integer in [16, 512]")
-        low, high = target_speed_range
-        if not 0.0 <= low <= high <= 1.0:
-            raise InvalidArgumentError(f"target_speed_range={target_speed_range!r} must satisfy 0 <= low <= high <= 1")
-        for name, value in (("safe_distance", safe_distance), ("max_range", max_range), ("max_speed", max_speed)):
-            if not (math.isfinite(value) and value > 0):
-                raise InvalidArgumentError(f"{name}={value!r} must be a positive number")
-        if max_range <= safe_distance:
-            raise InvalidArgumentError(f"max_range={max_range} must exceed safe_distance={safe_distance}")
-        if lost_patience < 1 or switch_interval < 1:
-            raise InvalidArgumentError(
-                f"lost_patience={lost_patience!r} and switch_interval={switch_interval!r} must be >= 1"
-            )
+    def __init__(self, backend: str = "mujoco", render_mode: str | None = None, world: str | Path = WORLD_NAME,
+                 backend_kwargs: Mapping[str, Any] | None = None,
+                 corruption: Mapping[str, Mapping[str, Any]] | None = None, **settings: Any) -> None:
+        super().__init__(backend, render_mode, corruption, **settings)
+        cfg = self.settings
+        self.reward_name, self.action_mode, self.motion = cfg.reward, cfg.action_mode, cfg.motion
+        self.k, self.image_size = int(cfg.k), int(cfg.image_size)
 
-        self.backend_name, self.reward_name, self.action_mode, self.motion = backend, reward, action_mode, motion
-        self.render_mode = render_mode
-        self.k, self.image_size = int(k), int(image_size)
-        self._safe_distance, self._max_range = float(safe_distance), float(max_range)
-        self._lost_patience, self._switch_interval = int(lost_patience), int(switch_interval)
-        self._target_speed_range = (float(low), float(high))
-
-        self.sim: SimBackend = make_backend(
-            backend,
-            world,
-            control_period=control_period,
-            camera_sizes={self.CAMERA: (self.image_size, self.image_size)},
-            **dict(backend_kwargs or {}),
-        )
-        self.tracker = DifferentialDrive("tracker", max_wheel_speed=float(max_speed))
-        self.target = DifferentialDrive("target", max_wheel_speed=float(max_speed))
-        fovy = self.sim.camera_fovy(self.CAMERA)
+        self.sim = open_tracking_world(backend, world, control_period=cfg.control_period,
+                                       camera_sizes={self.camera: (self.image_size, self.image_size)},
+                                       **dict(backend_kwargs or {}))
+        self.tracker = DifferentialDrive(TRACKER, max_wheel_speed=float(cfg.max_speed))
+        self.target = DifferentialDrive(TARGET, max_wheel_speed=float(cfg.max_speed))
+        fovy = self.sim.camera_fovy(self.camera)
         self._half_hfov = math.atan(math.tan(fovy / 2.0))  # square image: horizontal fov == vertical fov
 
-        params = dict(reward_params or {})
-        if reward == "hint":
+        params = dict(cfg.reward_params or {})
+        if cfg.reward == "hint":
             params.setdefault("margin", 0.05)
-        self.reward_scheme = make_reward(reward, self.ERROR_SIGNALS, **params)
+        self.reward_scheme = make_reward(cfg.reward, self.ERROR_SIGNALS, **params)
 
         n_levels = 2 * self.k + 1
-        self._levels = np.linspace(-max_speed, max_speed, n_levels)
-        if action_mode == "discrete":
+        self._levels = np.linspace(-cfg.max_speed, cfg.max_speed, n_levels)
+        if cfg.action_mode == "discrete":
             self.action_space = spaces.Discrete(n_levels * n_levels)
         else:
             self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.observation_space = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
+        self._make_observables({"rgb": ("rgb", lambda: self.sim.render(self.camera))})
 
         self._steps = 0
         self._invisible_steps = 0
         self._target_wheels = (0.0, 0.0)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _decode_action(self, action: Any) -> tuple[float, float]:
+    def decode_action(self, action: Any) -> tuple[float, float]:
+        """``(left, right)`` wheel speeds in rad/s of ``action``; raises :class:`InvalidActionError`."""
         if self.action_mode == "discrete":
-            arr = np.asarray(action)
-            if arr.shape not in ((), (1,)) or not np.issubdtype(arr.dtype, np.integer):
-                raise InvalidActionError(
-                    f"discrete action must be one integer in [0, {self.action_space.n}), got {action!r}"
-                )
-            index = int(arr.reshape(()))
-            if not 0 <= index < self.action_space.n:
-                raise InvalidActionError(f"discrete action {index} is outside [0, {self.action_space.n})")
-            left, right = divmod(index, len(self._levels))
+            left, right = divmod(self.decode_discrete(action), len(self._levels))
             return float(self._levels[left]), float(self._levels[right])
         arr = np.asarray(action, dtype=np.float64)
         if arr.shape != (2,):
@@ -211,22 +199,22 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
         return float(arr[0] * self.tracker.max_wheel_speed), float(arr[1] * self.tracker.max_wheel_speed)
 
     def _draw_target_wheels(self) -> None:
-        low, high = self._target_speed_range
+        low, high = self.settings.target_speed_range
         speeds = self.np_random.uniform(low, high, size=2) * self.target.max_wheel_speed
         self._target_wheels = (float(speeds[0]), float(speeds[1]))
         self.target.drive(self.sim, *self._target_wheels)
 
     def _measure(self) -> dict[str, float | bool]:
-        tracker, target = self.sim.get_pose("tracker"), self.sim.get_pose("target")
+        tracker, target = self.sim.get_pose(TRACKER), self.sim.get_pose(TARGET)
         delta = target.xy - tracker.xy
         distance = float(np.hypot(*delta))
         cos_yaw, sin_yaw = math.cos(tracker.yaw), math.sin(tracker.yaw)
         local_x = cos_yaw * delta[0] + sin_yaw * delta[1]
         local_y = -sin_yaw * delta[0] + cos_yaw * delta[1]
         bearing = math.atan2(local_y, local_x)
-        visible = abs(bearing) <= self._half_hfov and distance <= self._max_range
+        visible = abs(bearing) <= self._half_hfov and distance <= self.settings.max_range
         return {
-            "distance_error": abs(distance - self._safe_distance),
+            "distance_error": abs(distance - self.settings.safe_distance),
             "angle_error": abs(bearing),
             "distance": distance,
             "target_visible": bool(visible),
@@ -237,11 +225,11 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
         target_xy = rng.uniform(-1.2, 1.2, size=2)
         target_yaw = rng.uniform(-math.pi, math.pi)
         behind = target_yaw + math.pi + rng.uniform(-math.pi / 6, math.pi / 6)
-        gap = self._safe_distance + rng.uniform(-0.05, 0.1)
+        gap = self.settings.safe_distance + rng.uniform(-0.05, 0.1)
         tracker_xy = target_xy + gap * np.array([math.cos(behind), math.sin(behind)])
         facing = math.atan2(*(target_xy - tracker_xy)[::-1]) + rng.uniform(-math.pi / 18, math.pi / 18)
-        self.sim.set_pose("target", Pose.planar(*target_xy, target_yaw))
-        self.sim.set_pose("tracker", Pose.planar(*tracker_xy, facing))
+        self.sim.set_pose(TARGET, Pose.planar(*target_xy, target_yaw))
+        self.sim.set_pose(TRACKER, Pose.planar(*tracker_xy, facing))
         return target_xy, tracker_xy
 
     def _place_obstacles(self, keep_clear: tuple[np.ndarray, ...]) -> None:
@@ -260,8 +248,7 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        self.sim.reset(seed=seed)
+        self._start_episode(seed, options)
         target_xy, tracker_xy = self._place_robots()
         if self.motion == "obstacles":
             self._place_obstacles((target_xy, tracker_xy))
@@ -273,19 +260,19 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
         self.reward_scheme.reset(measure)
         info = {**measure, "target_lost": False, "reward_distance": 0.0, "reward_angle": 0.0,
                 "left_speed": 0.0, "right_speed": 0.0}
-        return self.sim.render(self.CAMERA), info
+        return self._observe("rgb"), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        left, right = self._decode_action(action)
+        left, right = self.decode_action(action)
         self.tracker.drive(self.sim, left, right)
         self._steps += 1
-        if self.motion != "constant" and self._steps % self._switch_interval == 0:
+        if self.motion != "constant" and self._steps % self.settings.switch_interval == 0:
             self._draw_target_wheels()
         self.sim.step()
 
         measure = self._measure()
         self._invisible_steps = 0 if measure["target_visible"] else self._invisible_steps + 1
-        lost = self._invisible_steps >= self._lost_patience
+        lost = self._invisible_steps >= self.settings.lost_patience
         reward, terms = self.reward_scheme(measure)
         info = {
             **measure,
@@ -295,20 +282,44 @@ class ActiveTrackingEnv(gym.Env[np.ndarray, Any]):
             "left_speed": left,
             "right_speed": right,
         }
-        return self.sim.render(self.CAMERA), reward, lost, False, info
+        return self._observe("rgb"), reward, lost, False, info
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called without render_mode; pass render_mode='rgb_array' to make()")
-            return None
-        view = self.sim.render(self.VIEW_CAMERA)
-        own = self.sim.render(self.CAMERA)
-        # Side by side rather than inset: an inset in the chase view hid the robots it was meant to show.
-        rows = np.linspace(0, own.shape[0] - 1, view.shape[0]).round().astype(int)
-        cols = np.linspace(0, own.shape[1] - 1, view.shape[0]).round().astype(int)
-        return np.concatenate([view, own[rows][:, cols]], axis=1)
 
-    def close(self) -> None:
-        sim = getattr(self, "sim", None)
-        if sim is not None:
-            sim.close()
+class TrackingEvaluator(EpisodeEvaluator):
+    """An episode's mean distance and angle errors and whether the target was lost; summaries average the
+    episodes' means (``distance_error_std`` is the spread across episodes)."""
+
+    trace_key = "distance_error"
+
+    def start(self, info: Mapping[str, Any]) -> None:
+        self._distance: list[float] = []
+        self._angle: list[float] = []
+        self._lost = False
+
+    def step(self, info: Mapping[str, Any]) -> None:
+        self._distance.append(info["distance_error"])
+        self._angle.append(info["angle_error"])
+        self._lost = self._lost or bool(info.get("target_lost", False))
+
+    def finish(self) -> dict[str, Any]:
+        return {"distance_error_mean": float(np.mean(self._distance)),
+                "angle_error_mean": float(np.mean(self._angle)), "target_lost": self._lost}
+
+    def summarize(self, episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        errors = np.array([e["distance_error_mean"] for e in episodes])
+        return {
+            "distance_error_mean": float(errors.mean()),
+            "distance_error_std": float(errors.std()),
+            "angle_error_mean": float(np.mean([e["angle_error_mean"] for e in episodes])),
+            "steps_mean": float(np.mean([e["steps"] for e in episodes])),
+            "return_mean": float(np.mean([e["return_"] for e in episodes])),
+            "lost_fraction": float(np.mean([e["target_lost"] for e in episodes])),
+        }
+
+    def format_table(self, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+        lines = ["| policy | distance error (m) | angle error (rad) | steps/episode | target lost | episodes |",
+                 "|---|---|---|---|---|---|"]
+        lines += [f"| {label} | {s['distance_error_mean']:.4f} ± {s['distance_error_std']:.4f} | "
+                  f"{s['angle_error_mean']:.3f} | {s['steps_mean']:.0f} | {100 * s['lost_fraction']:.0f} % | "
+                  f"{s['episodes']} |" for label, s in rows]
+        return "\n".join(lines)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from envs.worlds.face_scenes import FaceSceneSampler
 from perception.faces.dataset import FaceDataset, FaceSceneConfig, generate_dataset
 from perception.faces.detector import FaceDetectorLearner
 from perception.faces.recognizer import FaceRecognizerLearner
@@ -26,7 +27,7 @@ def _one_thread() -> None:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> FaceDataset:
     root = tmp_path_factory.mktemp("faces") / "tiny"
-    generate_dataset(root, 24, seed=3, config=TINY_CONFIG, progress=False)
+    generate_dataset(root, 24, seed=3, config=TINY_CONFIG, sampler=FaceSceneSampler, progress=False)
     return FaceDataset(root)
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -47,3 +48,19 @@ def test_face_bench_cell_reproduces_recorded_episodes(tmp_path: Path) -> None:
         (cell,) = cells
         (recorded,) = [c for c in want[label] if (c["setup"], c["distance"], c["angle_deg"]) == ("setup2", 3.0, 240.0)]
         assert cell == recorded, label
+
+
+def test_face_dataset_repeats_the_recorded_frames(tmp_path: Path) -> None:
+    # Recorded with the pre-refactor generator (perception.faces.dataset at bb986bf): 30 frames, seed 5.
+    from envs.worlds.face_scenes import FaceSceneSampler, render_gallery
+    from perception.faces.dataset import FaceDataset, FaceSceneConfig, generate_dataset
+
+    config = FaceSceneConfig(shard_size=10)
+    generate_dataset(tmp_path / "d", 30, seed=5, config=config, sampler=FaceSceneSampler, progress=False)
+    assert FaceDataset(tmp_path / "d").content_hash == \
+        "cb2579b7043d5905bf09f842f04fde8827e4cc5ad022ed171f6e4641c2260018"
+    gallery = render_gallery(config, tmp_path / "g", [0, 3, 7])
+    digest = hashlib.sha256(b"".join(image.tobytes() for _, image, _ in gallery)).hexdigest()
+    assert digest == "62c745d6a75e6c896c53afeb3c114c05e465cd1d1d2b79d129b3540fad25206d"
+    assert gallery[0][2]["box"] == pytest.approx((144.85228695886107, 101.80309020227273, 175.14771304113887,
+                                                  149.67746174681025), abs=0)

@@ -5,7 +5,7 @@ parameters a person would use to tell faces apart (skin tone, face shape, eyes, 
 beard, glasses, ...) and paints them into an *equirectangular* head texture: column ``u`` is the azimuth
 around the head (``u = 0.5`` is the front, +x of the head frame; ``u`` grows towards the head's left, i.e. the
 image right as seen from the front) and row ``v`` is the elevation (``v = 0`` the top). The texture is mapped
-onto the ellipsoidal head mesh of :mod:`perception.faces.world`, so the face is recognisable from the front,
+onto the ellipsoidal head mesh of :mod:`envs.worlds.people`, so the face is recognisable from the front,
 foreshortened from the side and invisible from behind, which is exactly what active perception exploits.
 
 The same seed always gives the same identities and textures (NumPy ``Generator`` only, no global RNG).
@@ -20,7 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.errors import InvalidArgumentError
+from common.io import atomic_write_bytes
+from envs.errors import InvalidArgumentError
 
 #: Texture size (width, height); 512 px over 360 degrees is ~1.4 px per degree, finer than a 0.5 m render.
 TEXTURE_SIZE: tuple[int, int] = (512, 256)
@@ -275,8 +276,11 @@ def write_textures(identities: list[FaceIdentity], folder: str | Path) -> dict[s
     paths: dict[str, Path] = {}
     for face in identities:
         path = folder / f"{face.name}.png"
-        if not path.is_file():
-            cv2.imwrite(str(path), cv2.cvtColor(face.texture(), cv2.COLOR_RGB2BGR))
+        if not path.is_file():  # written whole or not at all: a half-written texture would be reused
+            ok, png = cv2.imencode(".png", cv2.cvtColor(face.texture(), cv2.COLOR_RGB2BGR))
+            if not ok:  # pragma: no cover - OpenCV encodes any uint8 image
+                raise InvalidArgumentError(f"could not encode the texture of {face.name} as PNG")
+            atomic_write_bytes(path, png.tobytes())
         paths[face.name] = path
     return paths
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.errors import InvalidArgumentError
-from perception.faces.identity import TEXTURE_SIZE, generate_identities
+from envs.errors import InvalidArgumentError
+from envs.worlds.identities import TEXTURE_SIZE, generate_identities
 
 
 def test_fifty_distinct_identities_from_a_seed() -> None:

@@ -1,25 +1,30 @@
-"""The drone face-recognition world: generated MJCF + Webots files, a layout, and the backend that loads them.
+"""The face room: one builder for the furnished room with procedurally faced people, used two ways.
 
 Faces cannot be downloaded, so people wear procedurally generated identities
-(:mod:`perception.faces.identity`), and their head textures have to be painted before a simulator can load
-the world. :func:`build_face_recognition_world` therefore *generates* the three files of a world from seeds,
-deterministically, reusing the face-room builders of :mod:`perception.faces.world` (``human_xml``,
-``furniture_xml``, ``head_mesh_xml`` through ``human_xml``):
+(:mod:`envs.worlds.identities`), and their head textures have to be painted before a simulator can load
+the world. The room is therefore *generated*, deterministically, from seeds:
 
-* ``mujoco/<name>.xml`` — room, furniture, people and the drone, as MJCF;
-* ``webots/<name>.wbt`` — the same bodies converted geom by geom from the compiled MuJoCo model (boxes,
-  cylinders, capsules, spheres, ellipsoids, the textured head meshes), so both simulators show the same
-  scene under the same entity names;
-* ``<name>.layout.json`` beside each world — what a task needs to know about the world without asking a
-  simulator: people (name, height, face offset), furniture footprints, room size, camera names. Collision
-  checks use it, so they behave the same on both backends.
+* :func:`build_face_recognition_world` writes the drone face-recognition task's world, three files:
 
-``python -m envs.sim.face_room`` regenerates the shipped world (``worlds/*/face_recognition.*``, textures
-in ``assets/textures/faces``); the same arguments always give byte-identical files.
+  - ``mujoco/<name>.xml`` — room, furniture, people and the drone, as MJCF;
+  - ``webots/<name>.wbt`` — the same bodies converted geom by geom from the compiled MuJoCo model (boxes,
+    cylinders, capsules, spheres, ellipsoids, the textured head meshes), so both simulators show the same
+    scene under the same entity names;
+  - ``<name>.layout.json`` beside each world — what a task needs to know about the world without asking a
+    simulator (:class:`FaceWorldLayout`: people, furniture footprints, room size, camera names). Collision
+    checks use it, so they behave the same on both backends.
+
+* :func:`build_face_room` writes the room the perception datasets are rendered in (a ``viewer`` body
+  carrying ``face_cam`` instead of the drone; :mod:`envs.worlds.face_scenes` samples scenes in it).
+
+Both go through :func:`room_mjcf`, so walls, floor, light and render settings are written once.
+``python -m envs.worlds.face_room`` regenerates the shipped task world (``worlds/*/face_recognition.*``,
+textures in ``assets/textures/faces``); the same arguments always give byte-identical files.
 
 Entities: ``drone`` (carries ``nav_camera``, ``rec_camera`` and ``chase_camera``, all looking along its +x),
-``human_<identity>`` (feet at the body origin, facing +x), ``furniture_<k>``. People and furniture start
-parked under the floor (z = -30 m); a task places the ones an episode uses.
+``human_<identity>`` (feet at the body origin, facing +x), ``furniture_<k>``, and in the dataset room
+``viewer`` (carries ``face_cam``). People and furniture start parked under the floor (z = -30 m); a task
+places the ones an episode uses, and :func:`open_face_world` hides the parked ones from every camera.
 """
 
 from __future__ import annotations
@@ -27,18 +32,21 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from common.io import atomic_write_text
 from envs.errors import InvalidArgumentError, UnknownNameError, WorldFileError
+from envs.sim import BACKENDS, make_backend, world_path
 from envs.sim.base import SimBackend
+from envs.worlds.identities import FaceIdentity, face_centre, generate_identities, write_textures
+from envs.worlds.people import HIDE_BELOW, PARK_Z, furniture_xml, human_xml
 
 WORLD_NAME = "face_recognition"
-PARK_Z = -30.0
 NAV_CAMERA, REC_CAMERA, CHASE_CAMERA = "nav_camera", "rec_camera", "chase_camera"
 DRONE = "drone"
 #: Defaults of the shipped world. The recognition camera matches the renders the face models were trained
@@ -49,6 +57,8 @@ FOVY_DEG = 50.0
 ROOM_SIZE = 24.0
 WALL_HEIGHT = 3.0
 CAMERA_X = 0.15  # cameras sit at the drone's nose so its own frame never shows in them
+#: The dataset room's camera body and camera.
+VIEWER, FACE_CAM = "viewer", "face_cam"
 
 
 @dataclass(frozen=True)
@@ -80,12 +90,37 @@ class FaceWorldLayout:
         path = layout_path(world)
         if not path.is_file():
             raise WorldFileError(f"face world {world} has no layout file {path}; regenerate it with "
-                                 "`python -m envs.sim.face_room`")
+                                 "`python -m envs.worlds.face_room`")
         try:
             payload = json.loads(path.read_text())
             return cls(**payload)
         except (json.JSONDecodeError, TypeError) as exc:
             raise WorldFileError(f"layout file {path} is malformed: {exc}") from exc
+
+    def collides(self, position: np.ndarray, radius: float, placed: Iterable[tuple[str, np.ndarray]]) -> bool:
+        """Whether a sphere of ``radius`` at ``(x, y, z)`` overlaps a wall, the floor, the space above the
+        walls, or one of the ``placed`` people and furniture (``(entity, [x, y, yaw])``).
+
+        People are vertical cylinders of their ``radius`` up to their height, furniture its footprint box up
+        to its height, each grown by ``radius``.
+        """
+        x, y, z = (float(v) for v in position[:3])
+        half = self.room_half_size
+        if abs(x) > half - radius or abs(y) > half - radius or z < radius or z > self.wall_height:
+            return True
+        for entity, (ox, oy, oyaw) in placed:
+            if entity.startswith("human_"):
+                person = self.people[entity.removeprefix("human_")]
+                if math.hypot(x - ox, y - oy) < person["radius"] + radius and z < person["height"] + radius:
+                    return True
+                continue
+            item = self.furniture[entity]
+            c, s = math.cos(oyaw), math.sin(oyaw)
+            lx, ly = c * (x - ox) + s * (y - oy), -s * (x - ox) + c * (y - oy)
+            hx, hy = item["half_extents"]
+            if abs(lx) < hx + radius and abs(ly) < hy + radius and z < item["height"] + radius:
+                return True
+        return False
 
 
 def layout_path(world: str | Path) -> Path:
@@ -94,24 +129,30 @@ def layout_path(world: str | Path) -> Path:
     return world.with_name(f"{world.stem}.layout.json")
 
 
-def make_face_backend(backend: str, world: str | Path, **kwargs: Any) -> SimBackend:
-    """Load a face-recognition world on ``backend``.
+def resolve_world(world: str | Path, backend: str) -> Path:
+    """The world file of ``world`` (a name or a path) for ``backend``, after checking its layout loads."""
+    if backend not in BACKENDS:
+        raise UnknownNameError("backend", backend, BACKENDS)
+    path = Path(world)
+    if path.suffix != BACKENDS[backend]:
+        path = world_path(str(world), backend)
+    if not path.is_file():
+        raise WorldFileError(f"{backend} world file not found: {path}")
+    FaceWorldLayout.load(path)
+    return path
 
-    MuJoCo gets :class:`perception.faces.world.FaceRoomBackend`, which moves parked people and furniture to a
-    geom group no camera draws (they would otherwise still cost rasterisation time under the floor); Webots
-    gets the ordinary :class:`~envs.sim.webots.WebotsBackend`.
+
+def open_face_world(backend: str, world: str | Path = WORLD_NAME, **kwargs: Any
+                    ) -> tuple[SimBackend, FaceWorldLayout]:
+    """Load a face-recognition world on ``backend``, with its layout.
+
+    On MuJoCo, parked people and furniture are hidden from every camera (``hide_below``): software
+    rasterisation would otherwise still pay for them under the floor.
     """
-    from envs.sim import make_backend
-
+    path = resolve_world(world, backend)
     if backend == "mujoco":
-        from envs.sim import world_path
-        from perception.faces.world import FaceRoomBackend
-
-        path = Path(world)
-        if path.suffix != ".xml":
-            path = world_path(str(world), "mujoco")
-        return FaceRoomBackend(path, **kwargs)
-    return make_backend(backend, world, **kwargs)
+        kwargs = {"hide_below": HIDE_BELOW, **kwargs}
+    return make_backend(backend, path, **kwargs), FaceWorldLayout.load(path)
 
 
 # -- generation ----------------------------------------------------------------------------------------
@@ -119,36 +160,69 @@ def _fmt(values: Any) -> str:
     return " ".join(f"{float(v):.6g}" for v in np.asarray(values, dtype=float).ravel())
 
 
-def _mjcf(people_xml: tuple[str, str], furniture: str, textures_rel: str, nav: tuple[int, int],
-          rec: tuple[int, int], fovy: float, room_size: float) -> str:
-    from perception.faces.world import room_settings_xml
+def room_settings_xml(offwidth: int, offheight: int) -> str:
+    """The face room's compiler, timestep, lighting and clipping settings.
 
-    assets, bodies = people_xml
+    Args:
+        offwidth: offscreen buffer width, at least the widest camera.
+        offheight: offscreen buffer height, at least the tallest camera.
+    """
+    return f"""  <compiler angle="radian"/>
+  <option timestep="0.01"/>
+  <visual>
+    <global offwidth="{offwidth}" offheight="{offheight}"/>
+    <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
+    <!-- znear/zfar are fractions of the extent: 0.05 m to 80 m, so a face 0.3 m away is not clipped. -->
+    <map znear="0.005" zfar="8"/>
+  </visual>
+  <statistic extent="10" center="0 0 1"/>
+"""
+
+
+def _walls(half: float, outside: bool) -> list[tuple[float, float, float, float]]:
+    """``(x, y, half_x, half_y)`` of the four 0.2 m thick walls of a room of half-width ``half``."""
+    if outside:  # inner faces at +-half: the room is exactly 2 * half across inside
+        return [(0, half + 0.1, half + 0.2, 0.1), (0, -half - 0.1, half + 0.2, 0.1),
+                (half + 0.1, 0, 0.1, half + 0.2), (-half - 0.1, 0, 0.1, half + 0.2)]
+    return [(0, half, half, 0.1), (0, -half, half, 0.1), (half, 0, 0.1, half), (-half, 0, 0.1, half)]
+
+
+def room_mjcf(*, model: str, header: str, room_size: float, walls_outside: bool, textured_walls: bool,
+              offscreen: tuple[int, int], assets: str, bodies: str) -> str:
+    """The MJCF text of a face room: settings, floor, walls, one ceiling light, then ``bodies``.
+
+    Args:
+        model: MJCF model name.
+        header: an XML comment (or nothing) placed after the ``<mujoco>`` line.
+        room_size: side of the square room (m).
+        walls_outside: walls' inner faces at ``+-room_size / 2`` (the task world); otherwise the walls are
+            centred there (the dataset room, kept as it was so its datasets repeat).
+        textured_walls: faintly speckled walls (the dataset room) instead of plain ones.
+        offscreen: ``(width, height)`` of the offscreen buffer.
+        assets: extra ``<asset>`` children (people's textures and meshes, materials).
+        bodies: ``<worldbody>`` children after floor, walls and light (cameras, people, furniture).
+    """
     half = room_size / 2
+    floor = half + 0.2 if walls_outside else half
+    if textured_walls:
+        wall_material = ('    <texture name="wall_tex" type="2d" builtin="flat" rgb1="0.8 0.78 0.72" width="64" '
+                         'height="64"\n             mark="random" random="0.05" markrgb="0.7 0.68 0.6"/>\n'
+                         '    <material name="wall" texture="wall_tex" texrepeat="8 2"/>')
+    else:
+        wall_material = '    <material name="wall" rgba="0.8 0.78 0.72 1"/>'
+
     walls = "".join(
         f'<geom name="wall_{i}" type="box" pos="{x:.2f} {y:.2f} {WALL_HEIGHT / 2}" '
         f'size="{sx:.2f} {sy:.2f} {WALL_HEIGHT / 2}" material="wall"/>'
-        for i, (x, y, sx, sy) in enumerate(((0, half + 0.1, half + 0.2, 0.1), (0, -half - 0.1, half + 0.2, 0.1),
-                                            (half + 0.1, 0, 0.1, half + 0.2), (-half - 0.1, 0, 0.1, half + 0.2)))
+        for i, (x, y, sx, sy) in enumerate(_walls(half, walls_outside))
     )
-    cam = 'xyaxes="0 -1 0 0 0 1"'
-    pitch = 0.35  # the chase view looks down at the drone from behind
-    chase = f'xyaxes="0 -1 0 {math.sin(pitch):.6f} 0 {math.cos(pitch):.6f}"'
-    return f"""<mujoco model="vantage_{WORLD_NAME}">
-  <!-- Generated by `python -m envs.sim.face_room` (envs/sim/face_room.py); do not edit by hand.
-       Drone active face recognition. Entity and camera names match worlds/webots/{WORLD_NAME}.wbt.
-       Entities: drone (teleported by the task; carries nav_camera {nav[1]}x{nav[0]}, rec_camera {rec[1]}x{rec[0]},
-       chase_camera), human_<identity> (face textures in {textures_rel}), furniture_<k>. People and furniture
-       are parked at z = {PARK_Z:g} m until a task places them. Geoms are visual only: the task checks
-       collisions against the layout file, identically on every backend. -->
-{room_settings_xml(max(rec[1], 480), max(rec[0], 240))}  <asset>
+    return f"""<mujoco model="{model}">
+{header}{room_settings_xml(*offscreen)}  <asset>
     <texture name="floor_tex" type="2d" builtin="checker" rgb1="0.55 0.5 0.45" rgb2="0.45 0.42 0.38" width="256"
              height="256"/>
     <material name="floor" texture="floor_tex" texrepeat="{half:.0f} {half:.0f}"/>
-    <material name="wall" rgba="0.8 0.78 0.72 1"/>
+{wall_material}
     <material name="pants" rgba="0.15 0.15 0.25 1"/>
-    <material name="drone_body" rgba="0.2 0.2 0.22 1"/>
-    <material name="rotor" rgba="0.6 0.6 0.65 1"/>
     {assets}
   </asset>
   <default><geom contype="0" conaffinity="0"/></default>
@@ -156,9 +230,65 @@ def _mjcf(people_xml: tuple[str, str], furniture: str, textures_rel: str, nav: t
     <!-- One ceiling light: each extra light costs ~5 ms per 320x240 frame in software rendering. -->
     <light name="ceiling_0" pos="0 0 3.2" dir="0 0 -1" diffuse="0.4 0.4 0.4" attenuation="1 0 0"
            castshadow="false"/>
-    <geom name="floor" type="plane" size="{half + 0.2:.2f} {half + 0.2:.2f} 3" material="floor"/>
+    <geom name="floor" type="plane" size="{floor:.2f} {floor:.2f} 3" material="floor"/>
     {walls}
-    <body name="{DRONE}" pos="0 0 1.5">
+    {bodies}
+  </worldbody>
+</mujoco>
+"""
+
+
+def _people_xml(identities: list[FaceIdentity], textures: Mapping[str, Path]) -> tuple[str, str]:
+    assets, bodies = [], []
+    for face in identities:
+        a, b = human_xml(face, textures[face.name])
+        assets.append(a)
+        bodies.append(b)
+    return "".join(assets), "".join(bodies)
+
+
+def build_face_room(identities: list[FaceIdentity], folder: str | Path, *, n_furniture: int = 12,
+                    room_size: float = ROOM_SIZE, camera_size: tuple[int, int] = (240, 320),
+                    fovy: float = FOVY_DEG, seed: int = 0) -> Path:
+    """Write the dataset room (textures + ``face_room.xml``) into ``folder`` and return the MJCF path.
+
+    Args:
+        identities: the people in the world (all parked until a scene places them).
+        folder: output folder; textures already there are reused.
+        n_furniture: number of furniture bodies (parked until placed).
+        room_size: side of the square room in metres.
+        camera_size: ``(height, width)`` of ``face_cam``.
+        fovy: vertical field of view of ``face_cam`` in degrees.
+        seed: furniture shapes and colours.
+    """
+    folder = Path(folder)
+    textures = write_textures(identities, folder / "textures")
+    rng = np.random.default_rng(seed)
+    assets, people = _people_xml(identities, textures)
+    furniture = "".join(furniture_xml(k, rng) for k in range(n_furniture))
+    height, width = camera_size
+    viewer = (f'<body name="{VIEWER}" pos="0 0 1.5">\n      <camera name="{FACE_CAM}" xyaxes="0 -1 0 0 0 1" '
+              f'fovy="{fovy}" resolution="{width} {height}"/>\n    </body>')
+    xml = room_mjcf(model="vantage_face_room", header="", room_size=room_size, walls_outside=False,
+                    textured_walls=True, offscreen=(max(width, 320), max(height, 240)), assets=assets,
+                    bodies=f"{viewer}\n    {people}\n    {furniture}")
+    return atomic_write_text(folder / "face_room.xml", xml)
+
+
+def _drone_world_mjcf(people_xml: tuple[str, str], furniture: str, textures_rel: str, nav: tuple[int, int],
+                      rec: tuple[int, int], fovy: float, room_size: float) -> str:
+    assets, people = people_xml
+    cam = 'xyaxes="0 -1 0 0 0 1"'
+    pitch = 0.35  # the chase view looks down at the drone from behind
+    chase = f'xyaxes="0 -1 0 {math.sin(pitch):.6f} 0 {math.cos(pitch):.6f}"'
+    header = f"""  <!-- Generated by `python -m envs.worlds.face_room` (envs/worlds/face_room.py); do not edit by hand.
+       Drone active face recognition. Entity and camera names match worlds/webots/{WORLD_NAME}.wbt.
+       Entities: drone (teleported by the task; carries nav_camera {nav[1]}x{nav[0]}, rec_camera {rec[1]}x{rec[0]},
+       chase_camera), human_<identity> (face textures in {textures_rel}), furniture_<k>. People and furniture
+       are parked at z = {PARK_Z:g} m until a task places them. Geoms are visual only: the task checks
+       collisions against the layout file, identically on every backend. -->
+"""
+    drone = f"""<body name="{DRONE}" pos="0 0 1.5">
       <geom type="box" size="0.1 0.06 0.03" material="drone_body"/>
       <geom type="cylinder" pos="0.1 0.1 0.03" size="0.07 0.005" material="rotor"/>
       <geom type="cylinder" pos="0.1 -0.1 0.03" size="0.07 0.005" material="rotor"/>
@@ -167,12 +297,12 @@ def _mjcf(people_xml: tuple[str, str], furniture: str, textures_rel: str, nav: t
       <camera name="{NAV_CAMERA}" pos="{CAMERA_X} 0 0" {cam} fovy="{fovy:g}" resolution="{nav[1]} {nav[0]}"/>
       <camera name="{REC_CAMERA}" pos="{CAMERA_X} 0 0" {cam} fovy="{fovy:g}" resolution="{rec[1]} {rec[0]}"/>
       <camera name="{CHASE_CAMERA}" pos="-1.6 0 0.6" {chase} fovy="60" resolution="320 240"/>
-    </body>
-    {bodies}
-    {furniture}
-  </worldbody>
-</mujoco>
-"""
+    </body>"""
+    materials = ('<material name="drone_body" rgba="0.2 0.2 0.22 1"/>\n    '
+                 '<material name="rotor" rgba="0.6 0.6 0.65 1"/>\n    ')
+    return room_mjcf(model=f"vantage_{WORLD_NAME}", header=header, room_size=room_size, walls_outside=True,
+                     textured_walls=False, offscreen=(max(rec[1], 480), max(rec[0], 240)),
+                     assets=materials + assets, bodies=f"{drone}\n    {people}\n    {furniture}")
 
 
 def _footprint(model: Any, body_id: int) -> tuple[list[float], float]:
@@ -289,7 +419,7 @@ def _webots_world(model: Any, textures: Mapping[str, str], nav: tuple[int, int],
     )
     pitch = 0.35
     return f"""#VRML_SIM R2023b utf8
-# Generated by `python -m envs.sim.face_room` (envs/sim/face_room.py); do not edit by hand.
+# Generated by `python -m envs.worlds.face_room` (envs/worlds/face_room.py); do not edit by hand.
 # Drone active face recognition (Webots R2023b). Entity and camera names match
 # worlds/mujoco/{WORLD_NAME}.xml; every body is converted geom by geom from the compiled MuJoCo model.
 #
@@ -397,7 +527,7 @@ def build_face_recognition_world(worlds_root: str | Path, textures_dir: str | Pa
         textures_dir: where the identities' head textures go (reused if present); the worlds refer to them
             by relative path.
         name: world name (file stem).
-        n_people: identities ``0 .. n_people-1`` of :func:`perception.faces.identity.generate_identities`
+        n_people: identities ``0 .. n_people-1`` of :func:`envs.worlds.identities.generate_identities`
             (the face recogniser's gallery holds identities 0-49, so keep ``n_people <= 50`` to recognise them).
         n_furniture: furniture bodies.
         identity_seed: seed of the identities (the shipped face models use 0).
@@ -412,9 +542,6 @@ def build_face_recognition_world(worlds_root: str | Path, textures_dir: str | Pa
     """
     import mujoco
 
-    from perception.faces.identity import face_centre, generate_identities, write_textures
-    from perception.faces.world import furniture_xml, human_xml
-
     if not 1 <= n_people <= 60 or n_furniture < 0:
         raise InvalidArgumentError(f"n_people={n_people} must be in [1, 60] and n_furniture={n_furniture} >= 0")
     root = Path(worlds_root)
@@ -425,17 +552,14 @@ def build_face_recognition_world(worlds_root: str | Path, textures_dir: str | Pa
     textures = write_textures(identities, textures_dir)
     tex_abs = Path(textures_dir).resolve()
 
-    assets, bodies, people = [], [], {}
+    people = {}
     for face in identities:
-        a, b = human_xml(face, textures[face.name])
-        assets.append(a)
-        bodies.append(b)
         rz = face.head_radii[2]
         centre = face_centre(face.head_radii)
         people[face.name] = {
             "entity": f"human_{face.name}",
             "height": round(float(face.height), 4),
-            # head body sits at height - rz (perception.faces.world.human_xml)
+            # head body sits at height - rz (envs.worlds.people.human_xml)
             "face_offset": [round(float(centre[0]), 4), 0.0, round(float(face.height - rz + centre[2]), 4)],
             "radius": 0.3,
         }
@@ -443,10 +567,11 @@ def build_face_recognition_world(worlds_root: str | Path, textures_dir: str | Pa
     furniture = "".join(furniture_xml(k, rng) for k in range(n_furniture))
     # Worlds refer to textures relative to themselves, so the repository can live anywhere.
     mj_rel = os.path.relpath(tex_abs, mj_dir.resolve())
-    xml = _mjcf(("".join(assets), "".join(bodies)), furniture, mj_rel, nav_size, rec_size, fovy_deg, room_size)
+    xml = _drone_world_mjcf(_people_xml(identities, textures), furniture, mj_rel, nav_size, rec_size, fovy_deg,
+                            room_size)
     xml = xml.replace(f'file="{tex_abs}/', f'file="{mj_rel}/')
     mj_path = mj_dir / f"{name}.xml"
-    mj_path.write_text(xml)
+    atomic_write_text(mj_path, xml)
 
     try:
         model = mujoco.MjModel.from_xml_path(str(mj_path))
@@ -460,7 +585,7 @@ def build_face_recognition_world(worlds_root: str | Path, textures_dir: str | Pa
     wb_rel = os.path.relpath(tex_abs, wb_dir.resolve())
     wb_textures = {face.name: f"{wb_rel}/{textures[face.name].name}" for face in identities}
     wb_path = wb_dir / f"{name}.wbt"
-    wb_path.write_text(_webots_world(model, wb_textures, nav_size, rec_size, fovy_deg, room_size))
+    atomic_write_text(wb_path, _webots_world(model, wb_textures, nav_size, rec_size, fovy_deg, room_size))
 
     layout = {
         "room_half_size": room_size / 2,
@@ -473,24 +598,8 @@ def build_face_recognition_world(worlds_root: str | Path, textures_dir: str | Pa
     }
     text = json.dumps(layout, indent=1, sort_keys=True) + "\n"
     for path in (mj_path, wb_path):
-        layout_path(path).write_text(text)
+        atomic_write_text(layout_path(path), text)
     return {"mujoco": mj_path, "webots": wb_path}
-
-
-def check_world_name(world: str | Path, backend: str) -> Path:
-    """Resolve a world name or path for ``backend`` and check its layout exists."""
-    from envs.sim import world_path
-
-    path = Path(world)
-    suffix = {"mujoco": ".xml", "webots": ".wbt"}
-    if backend not in suffix:
-        raise UnknownNameError("backend", backend, suffix)
-    if path.suffix != suffix[backend]:
-        path = world_path(str(world), backend)
-    if not path.is_file():
-        raise WorldFileError(f"{backend} world file not found: {path}")
-    FaceWorldLayout.load(path)
-    return path
 
 
 if __name__ == "__main__":  # pragma: no cover - regenerates the shipped world

@@ -1,0 +1,181 @@
+"""One :class:`TaskSpec` per task: everything the tooling needs to know about it, in one entry.
+
+``vantage train|eval|bench``, the demo and the Gymnasium registration are built from :data:`TASKS`, so a new
+task is a task file (``envs/tasks/``), a world, and one entry here (``docs/adding-a-task.md``). Entries
+reference code by ``"module:attribute"`` strings, like Gymnasium's entry points: reading the table imports
+nothing heavy, and an entry can name agent-side code (a benchmark) without ``envs`` importing ``agents``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envs.errors import UnknownNameError, lookup
+
+__all__ = ["ASSETS", "TASKS", "DemoSpec", "TaskOption", "TaskSpec", "get_task", "resolve", "task_of_env"]
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def resolve(reference: str) -> Any:
+    """The object a ``"module:attribute"`` reference names (imported on first use)."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """An environment setting the command line exposes as ``--<name with dashes>``.
+
+    Attributes:
+        name: the environment keyword (``reward``, ``action_mode``, ...).
+        choices: allowed values.
+        default: the value training uses unless told otherwise.
+        help: one line for ``--help``.
+    """
+
+    name: str
+    choices: tuple[str, ...]
+    default: str
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """How ``make demo`` shows a task: its shipped agent against its baselines.
+
+    Attributes:
+        variants: ``(label, environment overrides)`` pairs, each evaluated for every policy.
+        episodes: episodes per policy and variant.
+        baselines: baselines shown beside the agent.
+        max_steps: step cap per episode (``None``: the registered limit).
+        video_fps: frames per second of the video of the agent's first episode.
+        trace_label: y-axis label of the per-step trace plotted for one episode.
+    """
+
+    variants: tuple[tuple[str, Mapping[str, Any]], ...] = (("default", {}),)
+    episodes: int = 5
+    baselines: tuple[str, ...] = ("static",)
+    max_steps: int | None = None
+    video_fps: int = 20
+    trace_label: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything about one task that is not the environment itself.
+
+    Attributes:
+        name: the task's command-line name (``vantage train NAME``).
+        env_id: Gymnasium id.
+        entry_point: ``"module:callable"`` that builds the environment.
+        max_episode_steps: the registered episode limit (a ``TimeLimit``).
+        summary: one line for ``--help`` and the demo.
+        options: environment settings the command line exposes, with training defaults.
+        presets: algorithm -> the agent preset the task trains with by default (algorithms absent here
+            need an explicit ``--preset``).
+        evaluator: ``"module:Class"`` of the task's :class:`envs.tasks.base.EpisodeEvaluator`.
+        baselines: baseline name -> ``"module:Class"`` (built from the environment; SB3's ``predict``).
+        eval_max_steps: step cap of an evaluation episode (``None``: the registered limit).
+        benchmarks: the ``vantage bench`` commands that take this task.
+        shipped_agent: folder of a trained agent shipped in ``assets/models``, if any.
+        agent_sampled: run the agent with sampled (not most likely) actions in the demo and benchmarks.
+        demo: how ``make demo`` shows the task.
+    """
+
+    name: str
+    env_id: str
+    entry_point: str
+    max_episode_steps: int
+    summary: str
+    options: tuple[TaskOption, ...] = ()
+    presets: Mapping[str, str] = field(default_factory=dict)
+    evaluator: str = "envs.tasks.base:EpisodeEvaluator"
+    baselines: Mapping[str, str] = field(default_factory=dict)
+    eval_max_steps: int | None = None
+    benchmarks: tuple[str, ...] = ()
+    shipped_agent: Path | None = None
+    agent_sampled: bool = False
+    demo: DemoSpec | None = None
+
+    def defaults(self) -> dict[str, str]:
+        """The environment settings training uses unless told otherwise."""
+        return {option.name: option.default for option in self.options}
+
+    def make_evaluator(self) -> Any:
+        """A fresh episode evaluator for this task."""
+        return resolve(self.evaluator)()
+
+    def make_baseline(self, name: str, env: Any) -> Any:
+        """Baseline ``name`` for ``env``; an unknown name lists this task's baselines."""
+        return resolve(lookup(f"{self.name} baseline", dict(self.baselines), name))(env)
+
+    def preset(self, algo: str) -> str:
+        """The default preset of ``algo`` for this task."""
+        if algo not in self.presets:
+            raise UnknownNameError(f"algorithm with a default preset for {self.name} (pass --preset to train "
+                                   f"{algo} on it)", algo, self.presets)
+        return self.presets[algo]
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec(
+            name="tracking",
+            env_id="vantage/ActiveTracking-v0",
+            entry_point="envs.tasks.active_tracking:ActiveTrackingEnv",
+            max_episode_steps=1000,
+            summary="a wheeled tracker keeps a moving robot in view at 0.2 m (TD rewards, Tiritiris et al. 2021)",
+            options=(
+                TaskOption("reward", ("td", "negative", "hint"), "td", "reward scheme"),
+                TaskOption("action_mode", ("discrete", "continuous"), "discrete", "wheel-speed actions"),
+                TaskOption("motion", ("constant", "switching", "obstacles"), "constant", "target motion"),
+            ),
+            presets={"ppo": "tracking-paper", "rainbow": "tracking"},
+            evaluator="envs.tasks.active_tracking:TrackingEvaluator",
+            baselines={"static": "envs.baselines:StaticPolicy"},
+            benchmarks=("env", "rewards"),
+            shipped_agent=ASSETS / "models" / "tracking_ppo_td",
+            demo=DemoSpec(variants=(("constant", {"motion": "constant"}), ("switching", {"motion": "switching"})),
+                          episodes=5, video_fps=20, trace_label="distance error |d - 0.2 m| (m)"),
+        ),
+        TaskSpec(
+            name="face-recognition",
+            env_id="vantage/DroneFaceRecognition-v0",
+            entry_point="envs.registration:make_drone_face_env",
+            max_episode_steps=2000,
+            summary="a camera drone flies to where the face models recognise a person (OpenDR D3.2 Sec. 2.2)",
+            options=(
+                TaskOption("reward", ("shaped", "paper"), "shaped", "reward scheme"),
+                TaskOption("action_set", ("toolkit", "paper"), "toolkit", "toolkit: 10 actions; paper: 5"),
+            ),
+            presets={"ppo": "face-toolkit"},
+            evaluator="envs.tasks.face_recognition:FaceEvaluator",
+            baselines={"static": "envs.baselines:FaceStaticPolicy", "rule": "envs.baselines:FaceRulePolicy"},
+            eval_max_steps=300,
+            benchmarks=("active-vs-static",),
+            shipped_agent=ASSETS / "models" / "face_ppo_paper_shaped",
+            agent_sampled=True,
+            demo=DemoSpec(episodes=10, baselines=("static", "rule"), max_steps=300, video_fps=10,
+                          trace_label="distance to the person (m)"),
+        ),
+    )
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of task ``name``; an unknown name lists the tasks."""
+    return lookup("task", TASKS, name)
+
+
+def task_of_env(env_id: str) -> TaskSpec:
+    """The spec of the task registered as ``env_id``."""
+    for spec in TASKS.values():
+        if spec.env_id == env_id:
+            return spec
+    raise UnknownNameError("environment id", env_id, [spec.env_id for spec in TASKS.values()])
