@@ -12,7 +12,7 @@ from stable_baselines3.common.utils import update_learning_rate
 from agents.face_policies import FacePaperCNN
 from agents.normalization import EpisodeMinMaxRolloutBuffer
 from agents.policies import SplitLRActorCriticCnnPolicy, TrackingCNN
-from envs.errors import UnknownNameError
+from envs.errors import lookup
 
 
 class VantagePPO(PPO):
@@ -31,41 +31,40 @@ class VantagePPO(PPO):
                 group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
-#: Named PPO settings per task. ``paper`` follows Tiritiris et al. 2021 (clip 0.2, 10 epochs, batch 64,
-#: max grad norm 0.5, actor lr 1e-4 / critic lr 3e-4, separate actor and critic CNNs).
-PPO_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tracking": {
-        "paper": {
-            "policy": "SplitLRCnnPolicy",
-            "learning_rate": 1e-4,
-            "n_steps": 1024,
-            "batch_size": 64,
-            "n_epochs": 10,
-            "gamma": 0.75,
-            "gae_lambda": 0.95,
-            "clip_range": 0.2,
-            "ent_coef": 0.0,
-            "vf_coef": 0.5,
-            "max_grad_norm": 0.5,
-            "policy_kwargs": {
-                "features_extractor_class": TrackingCNN,
-                "features_extractor_kwargs": {"features_dim": 256},
-                "net_arch": {"pi": [128, 64], "vf": [128, 64]},
-                "share_features_extractor": False,
-                "critic_lr_scale": 3.0,
-            },
+#: Named PPO settings, each tuned for a kind of task (a task's spec names its default, ``envs.specs``).
+#: ``tracking-paper`` follows Tiritiris et al. 2021 (clip 0.2, 10 epochs, batch 64, max grad norm 0.5, actor
+#: lr 1e-4 / critic lr 3e-4, separate actor and critic CNNs).
+PPO_PRESETS: dict[str, dict[str, Any]] = {
+    "tracking-paper": {
+        "policy": "SplitLRCnnPolicy",
+        "learning_rate": 1e-4,
+        "n_steps": 1024,
+        "batch_size": 64,
+        "n_epochs": 10,
+        "gamma": 0.75,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+        "policy_kwargs": {
+            "features_extractor_class": TrackingCNN,
+            "features_extractor_kwargs": {"features_dim": 256},
+            "net_arch": {"pi": [128, 64], "vf": [128, 64]},
+            "share_features_extractor": False,
+            "critic_lr_scale": 3.0,
         },
     },
 }
 
 
-# Drone face recognition. ``toolkit`` is the OpenDR toolkit's learner (SB3 CnnPolicy, lr 3e-4, n_steps 6400,
-# batch 64, gamma 0.9, clip 0.1, target_kl 0.1; 5M steps); ``paper`` the same settings with the paper's CNN
-# (conv 16@8x8, conv 32@4x4, FC 256; 10M steps). ``cpu`` is sized for a few hundred thousand steps on a
-# small CPU: shorter rollouts, fewer epochs, small heads. It keeps the paper's CNN: fitted to tell which way a
-# person faces from 96x128 navigation frames (3000 frames at 1-3 m), it reached a 27 deg median error where
-# the small tracking CNN stayed at 57 deg, and seeing that is what decides which way to arc. n_steps is per
-# environment.
+# Drone face recognition. ``face-toolkit`` is the OpenDR toolkit's learner (SB3 CnnPolicy, lr 3e-4, n_steps
+# 6400, batch 64, gamma 0.9, clip 0.1, target_kl 0.1; 5M steps); ``face-paper`` the same settings with the
+# paper's CNN (conv 16@8x8, conv 32@4x4, FC 256; 10M steps). ``face-cpu`` is sized for a few hundred thousand
+# steps on a small CPU: shorter rollouts, fewer epochs, small heads. It keeps the paper's CNN: fitted to tell
+# which way a person faces from 96x128 navigation frames (3000 frames at 1-3 m), it reached a 27 deg median
+# error where the small tracking CNN stayed at 57 deg, and seeing that is what decides which way to arc.
+# n_steps is per environment.
 _FACE_TOOLKIT: dict[str, Any] = {
     "policy": "CnnPolicy",
     "learning_rate": 3e-4,
@@ -80,14 +79,14 @@ _FACE_TOOLKIT: dict[str, Any] = {
     "vf_coef": 0.5,
     "max_grad_norm": 0.5,
 }
-PPO_PRESETS["face-recognition"] = {
-    "toolkit": _FACE_TOOLKIT,
-    "paper": {
+PPO_PRESETS.update({
+    "face-toolkit": _FACE_TOOLKIT,
+    "face-paper": {
         **_FACE_TOOLKIT,
         "policy_kwargs": {"features_extractor_class": FacePaperCNN, "features_extractor_kwargs": {"features_dim": 256},
                           "net_arch": []},
     },
-    "cpu": {
+    "face-cpu": {
         **_FACE_TOOLKIT,
         "n_steps": 256,
         "n_epochs": 4,
@@ -95,16 +94,12 @@ PPO_PRESETS["face-recognition"] = {
         "policy_kwargs": {"features_extractor_class": FacePaperCNN, "features_extractor_kwargs": {"features_dim": 256},
                           "net_arch": {"pi": [64], "vf": [64]}},
     },
-}
+})
 
 
-def ppo_kwargs(task: str, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def ppo_kwargs(preset: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Constructor keyword arguments for :class:`VantagePPO` from a named preset plus overrides."""
-    if task not in PPO_PRESETS:
-        raise UnknownNameError("PPO task", task, PPO_PRESETS)
-    if preset not in PPO_PRESETS[task]:
-        raise UnknownNameError(f"PPO preset for {task}", preset, PPO_PRESETS[task])
-    kwargs = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PPO_PRESETS[task][preset].items()}
+    kwargs = {k: (dict(v) if isinstance(v, dict) else v) for k, v in lookup("PPO preset", PPO_PRESETS, preset).items()}
     for key, value in (overrides or {}).items():
         if key == "policy_kwargs":
             kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **value}
@@ -113,19 +108,18 @@ def ppo_kwargs(task: str, preset: str = "paper", overrides: Mapping[str, Any] | 
     return kwargs
 
 
-def make_ppo(env: Any, task: str, preset: str = "paper", normalize_rewards: bool = False,
-             overrides: Mapping[str, Any] | None = None, **sb3_kwargs: Any) -> VantagePPO:
-    """Build a PPO agent for ``task`` on ``env`` (a VecEnv) from a preset.
+def make_ppo(env: Any, preset: str, normalize_rewards: bool = False, overrides: Mapping[str, Any] | None = None,
+             **sb3_kwargs: Any) -> VantagePPO:
+    """Build a PPO agent on ``env`` (a VecEnv) from a preset.
 
     Args:
         env: a vectorised environment.
-        task: preset family, e.g. ``"tracking"``.
-        preset: preset name within the family.
+        preset: a name in :data:`PPO_PRESETS`, e.g. ``"tracking-paper"``.
         normalize_rewards: min-max normalise rewards per episode before each update (the paper's option).
         overrides: preset entries to replace (``policy_kwargs`` is merged).
         **sb3_kwargs: passed to the SB3 constructor (``seed``, ``tensorboard_log``, ``device``, ``verbose``).
     """
-    kwargs = ppo_kwargs(task, preset, overrides)
+    kwargs = ppo_kwargs(preset, overrides)
     policy = kwargs.pop("policy")
     if normalize_rewards:
         kwargs["rollout_buffer_class"] = EpisodeMinMaxRolloutBuffer

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluation import run_episodes
+from agents.evaluation import evaluate
 from agents.training import MODEL_FILE, TrainConfig, load_agent, make_eval_env, seeds_for, train
-from common.io import atomic_write_json
+from common.io import atomic_path, atomic_write_json, atomic_write_text
 
 REWARDS = ("td", "negative", "hint")
 ACTION_MODES = ("discrete", "continuous")
@@ -73,10 +73,13 @@ def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dic
     evals = {}
     for setup in study.setups:
         env = make_eval_env(config, motion=setup)
-        result = run_episodes(agent, env, seeds_for(1000 + seed, study.episodes), name=f"{reward}/{mode}")
-        env.close()
-        evals[setup] = {"distance_error": result.distance_error_mean, "steps": result.steps_mean,
-                        "angle_error": result.angle_error_mean, "lost_fraction": result.lost_fraction}
+        try:
+            figures = evaluate(agent, env, seeds_for(1000 + seed, study.episodes), config.spec.make_evaluator(),
+                               name=f"{reward}/{mode}").summary
+        finally:
+            env.close()
+        evals[setup] = {"distance_error": figures["distance_error_mean"], "steps": figures["steps_mean"],
+                        "angle_error": figures["angle_error_mean"], "lost_fraction": figures["lost_fraction"]}
     result = {"reward": reward, "action_mode": mode, "seed": seed, "train_wall_s": summary["wall_time_s"],
               "eval": evals}
     atomic_write_json(cached, {"settings": wanted, "result": result})
@@ -105,7 +108,7 @@ def run_reward_study(study: RewardStudyConfig, progress: bool = True) -> dict[st
     payload = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in study.__dict__.items()},
                "summary": table, "runs": runs}
     atomic_write_json(out / "reward_study.json", payload)
-    (out / "reward_study.md").write_text(format_study(table, study) + "\n")
+    atomic_write_text(out / "reward_study.md", format_study(table, study) + "\n")
     plot_study(table, study, out / "reward_study.png")
     return payload
 
@@ -167,5 +170,6 @@ def plot_study(rows: list[dict[str, Any]], study: RewardStudyConfig, path: Path)
     ax.set_title(f"Reward schemes, PPO, {study.steps} training steps, {len(study.seeds)} seeds")
     ax.legend(title="reward")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

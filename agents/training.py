@@ -3,6 +3,9 @@
 A run directory holds ``config.json`` (everything needed to rebuild the environment and the agent),
 ``checkpoints/latest.{zip,json}`` (atomic, every ``checkpoint_every`` steps), ``tb/`` (TensorBoard),
 ``model.zip`` (the final agent) and ``train_summary.json`` (steps, wall time, steps per second).
+
+What a task trains with by default (its Gymnasium id, environment settings, the preset of each algorithm)
+comes from its spec (:data:`envs.specs.TASKS`); nothing here names a task.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
@@ -24,16 +26,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 import envs  # noqa: F401  (registers the environments)
 from agents.checkpoints import AtomicCheckpointCallback, latest_checkpoint, load_model, save_model_atomic
 from common.io import atomic_write_json
-from envs.errors import CheckpointError, InvalidArgumentError, check_choice
+from common.seeding import EVAL_STREAM, derive_seeds
+from envs.errors import CheckpointError, InvalidArgumentError, UnknownNameError, check_choice
+from envs.specs import TaskSpec, get_task
 
-#: CLI task name -> (Gymnasium id, PPO preset family).
-TASKS: dict[str, str] = {
-    "tracking": "vantage/ActiveTracking-v0",
-    "face-recognition": "vantage/DroneFaceRecognition-v0",
-}
-#: The agent preset a task trains with unless told otherwise (face recognition: the OpenDR toolkit's PPO).
-DEFAULT_PRESETS: dict[str, str] = {"tracking": "paper", "face-recognition": "toolkit"}
 ALGOS = ("ppo", "rainbow")
+#: Preset names of runs made before presets were named per kind of task: (task, old name) -> name.
+LEGACY_PRESETS = {("tracking", "paper"): "tracking-paper", ("face-recognition", "toolkit"): "face-toolkit",
+                  ("face-recognition", "paper"): "face-paper", ("face-recognition", "cpu"): "face-cpu"}
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.zip"
 
@@ -54,8 +54,9 @@ class TrainConfig:
     """Number of vectorised environments."""
     vec_env: str = "dummy"
     """``dummy`` (one process) or ``subproc`` (one process per environment)."""
-    preset: str = "paper"
-    """Named agent preset (see :data:`agents.ppo.PPO_PRESETS`)."""
+    preset: str | None = None
+    """Named agent preset (:data:`agents.ppo.PPO_PRESETS`, :data:`agents.rainbow.PRESETS`); ``None``: the
+    task's default for the algorithm."""
     normalize_rewards: bool = False
     """Min-max normalise rewards per episode before each PPO update (the paper's option)."""
     checkpoint_every: int = 10_000
@@ -67,18 +68,29 @@ class TrainConfig:
     torch_threads: int = 1
     """CPU threads for PyTorch; small nets train fastest single-threaded beside the simulator."""
 
+    def __post_init__(self) -> None:
+        self.preset = LEGACY_PRESETS.get((self.task, self.preset), self.preset)
+
     def validate(self) -> None:
-        check_choice("task", self.task, TASKS)
+        """Check every field (the preset against the algorithm's presets); raises naming the bad value."""
+        spec = get_task(self.task)
         check_choice("algo", self.algo, ALGOS)
         check_choice("vec_env", self.vec_env, ("dummy", "subproc"))
         for name in ("steps", "n_envs", "checkpoint_every", "torch_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name}={value!r} must be an integer >= 1")
+        if self.preset is None:
+            self.preset = spec.preset(self.algo)
+        check_choice(f"{self.algo} preset", self.preset, algo_presets(self.algo))
+
+    @property
+    def spec(self) -> TaskSpec:
+        return get_task(self.task)
 
     @property
     def env_id(self) -> str:
-        return TASKS[self.task]
+        return self.spec.env_id
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,14 +107,11 @@ class TrainConfig:
 def task_env_kwargs(task: str, backend: str = "mujoco", **options: str | None) -> dict[str, Any]:
     """``gymnasium.make`` keyword arguments for ``task`` from the training command's options.
 
-    ``options`` are the command's task options (``reward``, ``action_mode``, ``motion``, ``action_set``);
-    ``None`` takes the task's default, and an option another task owns must be left as ``None``.
+    ``options`` are the command's task options (``reward``, ``action_mode``, ...); ``None`` takes the task's
+    default, and an option another task owns must be left as ``None``.
     """
-    check_choice("task", task, TASKS)
-    defaults = {
-        "tracking": {"reward": "td", "action_mode": "discrete", "motion": "constant"},
-        "face-recognition": {"reward": "shaped", "action_set": "toolkit"},
-    }[task]
+    spec = get_task(task)
+    defaults = spec.defaults()
     kwargs: dict[str, Any] = {}
     for key, value in options.items():
         if key not in defaults:
@@ -110,11 +119,26 @@ def task_env_kwargs(task: str, backend: str = "mujoco", **options: str | None) -
                 raise InvalidArgumentError(f"option {key}={value!r} does not apply to task {task!r}; "
                                            f"its options: {sorted(defaults)}")
             continue
+        if value is not None:
+            allowed = next(o.choices for o in spec.options if o.name == key)
+            check_choice(f"{task} {key}", value, allowed)
         kwargs[key] = defaults[key] if value is None else value
     for key, value in defaults.items():
         kwargs.setdefault(key, value)
     kwargs["backend"] = backend
     return kwargs
+
+
+def algo_presets(algo: str) -> tuple[str, ...]:
+    """The preset names of algorithm ``algo``."""
+    check_choice("algo", algo, ALGOS)
+    if algo == "ppo":
+        from agents.ppo import PPO_PRESETS
+
+        return tuple(PPO_PRESETS)
+    from agents.rainbow import PRESETS
+
+    return tuple(PRESETS)
 
 
 def load_config(run_dir: Path) -> TrainConfig:
@@ -124,7 +148,7 @@ def load_config(run_dir: Path) -> TrainConfig:
         raise CheckpointError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
     try:
         return TrainConfig.from_json(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (json.JSONDecodeError, TypeError, UnknownNameError) as exc:
         raise CheckpointError(f"{path} is corrupt: {exc}") from exc
 
 
@@ -154,19 +178,18 @@ def algo_class(algo: str) -> type[BaseAlgorithm]:
 
 def build_agent(config: TrainConfig, env: VecEnv, run_dir: Path | None = None) -> BaseAlgorithm:
     """A fresh agent for ``config`` on ``env``."""
+    config.validate()
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
     if config.algo == "ppo":
         from agents.ppo import make_ppo
 
         return make_ppo(
-            env, config.task, config.preset, normalize_rewards=config.normalize_rewards,
-            overrides=config.agent_overrides, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
+            env, config.preset, normalize_rewards=config.normalize_rewards, overrides=config.agent_overrides,
+            seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
         )
     from agents.rainbow import Rainbow
 
-    # Rainbow presets are named after tasks; "paper" (the PPO default) means the task's own preset.
-    preset = config.task if config.preset == "paper" else config.preset
-    return Rainbow.from_preset(preset, env, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
+    return Rainbow.from_preset(config.preset, env, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
                                **config.agent_overrides)
 
 
@@ -197,20 +220,25 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress_bar
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     config.validate()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / CONFIG_FILE, config.to_json())
+    found = latest_checkpoint(run_dir) if resume else None
+    if resume and found is None:
+        raise CheckpointError(f"nothing to resume in {run_dir}: no checkpoints/latest.zip")
     torch.set_num_threads(config.torch_threads)
 
+    # The environments and the agent are built before anything is written, so a bad setting leaves no
+    # half-made run behind that the corrected command would then refuse.
     env = make_env(config)
-    if resume:
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            env.close()
-            raise CheckpointError(f"nothing to resume in {run_dir}: no checkpoints/latest.zip")
-        model = load_model(algo_class(config.algo), found[0], env=env, device="cpu")
-        model.tensorboard_log = str(run_dir / "tb")
-    else:
-        model = build_agent(config, env, run_dir)
+    try:
+        if found is not None:
+            model = load_model(algo_class(config.algo), found[0], env=env, device="cpu")
+            model.tensorboard_log = str(run_dir / "tb")
+        else:
+            model = build_agent(config, env, run_dir)
+    except BaseException:
+        env.close()
+        raise
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / CONFIG_FILE, config.to_json())
 
     remaining = config.steps - model.num_timesteps
     checkpoint = AtomicCheckpointCallback(run_dir, config.checkpoint_every)
@@ -273,5 +301,5 @@ def make_eval_env(config: TrainConfig, **overrides: Any) -> gym.Env:
 
 
 def seeds_for(seed: int, n: int) -> list[int]:
-    """``n`` episode seeds derived from ``seed`` and disjoint from training seeds (which are small)."""
-    return [int(s) for s in np.random.SeedSequence([seed, 10_007]).generate_state(n) % (2**31 - 1)]
+    """``n`` evaluation episode seeds derived from ``seed``, apart from training seeds (which are small)."""
+    return derive_seeds(seed, n, EVAL_STREAM)

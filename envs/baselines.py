@@ -1,4 +1,8 @@
-"""Hand-written baseline policies with the SB3 ``predict`` signature, for the active-vs-static comparisons."""
+"""Hand-written baseline policies with the SB3 ``predict`` signature, for the active-vs-static comparisons.
+
+Each is built from the environment it will run in (``Baseline(env)``); the task specs
+(:data:`envs.specs.TASKS`) say which baselines a task has.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,13 @@ class StaticPolicy:
 
     Works with any action space whose "do nothing" action is known: the centre action of the tracking task's
     discrete grid (``k*(2k+1)+k``) or the zero vector of a continuous space.
+
+    Args:
+        env: the environment (or directly its action space).
     """
 
-    def __init__(self, action_space: gym.Space) -> None:
+    def __init__(self, env: gym.Env | gym.Space) -> None:
+        action_space = env if isinstance(env, gym.Space) else env.action_space
         if isinstance(action_space, gym.spaces.Discrete):
             side = round(np.sqrt(action_space.n))
             if side * side != action_space.n or side % 2 == 0:
@@ -31,10 +39,6 @@ class StaticPolicy:
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[Any, None]:
         return self._action, None
-
-
-#: Baseline name -> factory from an action space.
-BASELINES = {"static": StaticPolicy}
 
 
 # -- drone face recognition (vantage/DroneFaceRecognition-v0) ---------------------------------------------
@@ -155,20 +159,3 @@ class FaceRulePolicy:
                     self.finished = True
                 return self._act("backward"), None
         return self._act("forward"), None
-
-
-#: Face-recognition baseline name -> factory from the environment.
-FACE_BASELINES = {"static": FaceStaticPolicy, "rule": FaceRulePolicy}
-
-
-def make_baseline(name: str, env: gym.Env) -> Any:
-    """A baseline policy by name for ``env`` (face recognition: ``static``, ``rule``; others: ``static``)."""
-    from envs.tasks.face_recognition import DroneFaceEnv
-
-    if isinstance(env.unwrapped, DroneFaceEnv):
-        if name not in FACE_BASELINES:
-            raise UnknownNameError("face-recognition baseline", name, FACE_BASELINES)
-        return FACE_BASELINES[name](env)
-    if name not in BASELINES:
-        raise UnknownNameError("baseline", name, BASELINES)
-    return BASELINES[name](env.action_space)

@@ -69,7 +69,7 @@ def tracking_throughput(n_steps: int = 3000, repeats: int = 3, seed: int = 0) ->
     substeps = probe.sim.n_substeps  # type: ignore[attr-defined]
     probe.close()
     raw_sps = max(
-        raw_mujoco_steps_per_second("tracking", ActiveTrackingEnv.CAMERA, 64, substeps, n_steps)
+        raw_mujoco_steps_per_second("tracking", ActiveTrackingEnv.camera, 64, substeps, n_steps)
         for _ in range(repeats)
     )
     return {

@@ -54,7 +54,9 @@ class DemoSpec:
         baselines: baselines shown beside the agent.
         max_steps: step cap per episode (``None``: the registered limit).
         video_fps: frames per second of the video of the agent's first episode.
-        trace_label: y-axis label of the per-step trace plotted for one episode.
+        trace_label: y-axis label of the per-step trace (the evaluator's ``trace_key``) plotted for one episode.
+        metric: the summary figure the bar chart compares (``<name>_std`` beside it gives error bars).
+        metric_label: its axis label.
     """
 
     variants: tuple[tuple[str, Mapping[str, Any]], ...] = (("default", {}),)
@@ -63,6 +65,8 @@ class DemoSpec:
     max_steps: int | None = None
     video_fps: int = 20
     trace_label: str = ""
+    metric: str = "return_mean"
+    metric_label: str = "mean return"
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ TASKS: dict[str, TaskSpec] = {
             benchmarks=("env", "rewards"),
             shipped_agent=ASSETS / "models" / "tracking_ppo_td",
             demo=DemoSpec(variants=(("constant", {"motion": "constant"}), ("switching", {"motion": "switching"})),
-                          episodes=5, video_fps=20, trace_label="distance error |d - 0.2 m| (m)"),
+                          episodes=5, video_fps=20, trace_label="distance error |d - 0.2 m| (m)",
+                          metric="distance_error_mean", metric_label="mean distance error (m)"),
         ),
         TaskSpec(
             name="face-recognition",
@@ -162,7 +167,8 @@ TASKS: dict[str, TaskSpec] = {
             shipped_agent=ASSETS / "models" / "face_ppo_paper_shaped",
             agent_sampled=True,
             demo=DemoSpec(episodes=10, baselines=("static", "rule"), max_steps=300, video_fps=10,
-                          trace_label="distance to the person (m)"),
+                          trace_label="distance to the person (m)", metric="accuracy",
+                          metric_label="identification accuracy (random starts)"),
         ),
     )
 }

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import click
 
+from scripts.options import ErrorReportingGroup
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=ErrorReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vantage")
 def main() -> None:
     """Vantage: simulation-in-the-loop active perception workbench."""
 
 
-@main.group()
+@main.group(cls=ErrorReportingGroup)
 def bench() -> None:
     """Speed and learning benchmarks; each prints ratios and can write JSON."""
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import gymnasium as gym
 
 import envs  # noqa: F401
-from agents.face_evaluation import run_face_episode
+from agents.evaluation import run_episode
 from agents.training import load_agent
-from envs.baselines import FACE_BASELINES
+from envs.tasks.face_recognition import FaceEvaluator
 
 AGENT = Path(__file__).resolve().parents[2] / "assets" / "models" / "face_ppo_paper_shaped"
 # Behind the person's left shoulder, 3 m away: the static camera sees only hair there.
@@ -23,11 +23,13 @@ def test_shipped_agent_flies_round_to_the_face_and_recognises() -> None:
     assert model.num_timesteps >= 500_000
     env = gym.make(config.env_id, **config.env_kwargs)
     try:
-        active = run_face_episode(model, env, SEED, BEHIND, max_steps=120, deterministic=False)
-        static = run_face_episode(FACE_BASELINES["static"](env), env, SEED, BEHIND, max_steps=120)
+        active = run_episode(model, env, SEED, FaceEvaluator(), options=BEHIND, max_steps=120, deterministic=False)
+        static = run_episode(config.spec.make_baseline("static", env), env, SEED, FaceEvaluator(), options=BEHIND,
+                             max_steps=120)
     finally:
         env.close()
-    assert active.correct and active.confidence_correct > 0.7 and not active.collision
+    got = active.metrics
+    assert got["correct"] and got["confidence_correct"] > 0.7 and not got["collision"]
     # It ended the episode by recognising inside the target zone, in front of the face.
-    assert active.steps < 120 and abs(active.final_distance - 1.0) <= 0.3 and active.final_frontal_angle < 0.15
-    assert not static.correct
+    assert active.steps < 120 and abs(got["final_distance"] - 1.0) <= 0.3 and got["final_frontal_angle"] < 0.15
+    assert not static.metrics["correct"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents.evaluation import run_episodes
+from agents.evaluation import evaluate
 from agents.training import TrainConfig, load_agent, make_eval_env, seeds_for, train
 
 
@@ -12,8 +12,8 @@ def test_ppo_td_tracks_after_20k_steps(tmp_path):
     train(config, tmp_path / "run", progress_bar=False)
     _, agent = load_agent(tmp_path / "run")
     env = make_eval_env(config)
-    result = run_episodes(agent, env, seeds_for(123, 3))
+    figures = evaluate(agent, env, seeds_for(123, 3), config.spec.make_evaluator()).summary
     env.close()
     # After 20k steps the paper-settings agent keeps the target for whole episodes at a few cm.
-    assert result.steps_mean >= 950
-    assert result.distance_error_mean <= 0.06
+    assert figures["steps_mean"] >= 950
+    assert figures["distance_error_mean"] <= 0.06

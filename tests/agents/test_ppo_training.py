@@ -37,19 +37,17 @@ def _tiny_config(**kw):
 
 
 def test_preset_lookup_and_errors():
-    kwargs = ppo_kwargs("tracking", "paper", {"gamma": 0.5, "policy_kwargs": {"critic_lr_scale": 2.0}})
+    kwargs = ppo_kwargs("tracking-paper", {"gamma": 0.5, "policy_kwargs": {"critic_lr_scale": 2.0}})
     assert kwargs["gamma"] == 0.5 and kwargs["clip_range"] == 0.2 and kwargs["n_epochs"] == 10
     assert kwargs["policy_kwargs"]["critic_lr_scale"] == 2.0
     assert kwargs["policy_kwargs"]["share_features_extractor"] is False
-    with pytest.raises(UnknownNameError, match="paper"):
-        ppo_kwargs("tracking", "fast")
-    with pytest.raises(UnknownNameError, match="tracking"):
-        ppo_kwargs("juggling")
+    with pytest.raises(UnknownNameError, match="face-cpu, face-paper, face-toolkit, tracking-paper"):
+        ppo_kwargs("fast")
 
 
 def test_split_learning_rates_follow_schedule():
     env = make_env(_tiny_config())
-    model = make_ppo(env, "tracking", overrides=TINY, learning_rate=1e-4)
+    model = make_ppo(env, "tracking-paper", overrides=TINY, learning_rate=1e-4)
     groups = model.policy.optimizer.param_groups
     assert [g["lr_scale"] for g in groups] == [1.0, 3.0]
     model.set_logger(configure(None, []))
@@ -130,7 +128,7 @@ def test_corrupt_checkpoints_give_named_errors(tmp_path):
 
 def test_atomic_save_round_trip_reproduces_actions(tmp_path):
     env = make_env(_tiny_config())
-    model = make_ppo(env, "tracking", overrides=TINY, seed=0)
+    model = make_ppo(env, "tracking-paper", overrides=TINY, seed=0)
     save_model_atomic(model, tmp_path / "m.zip")
     assert [p.name for p in tmp_path.iterdir()] == ["m.zip"]  # no temporary files left behind
     loaded = load_model(VantagePPO, tmp_path / "m.zip")
@@ -183,15 +181,18 @@ def test_cli_train_eval_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert "128 steps" in result.output
     result = runner.invoke(
-        main, ["eval", str(run), "--episodes", "2", "--seed", "3", "--motion", "switching", "--json"]
+        main, ["eval", str(run), "--episodes", "2", "--seed", "3", "--motion", "switching", "--json", "--out",
+               str(tmp_path / "eval")]
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["episodes"] == 2
     for key in ("distance_error_mean", "distance_error_std", "steps_mean"):
         assert isinstance(payload[key], float)
-    assert (run / "eval_agent_switching.json").is_file()
-    result = runner.invoke(main, ["eval", str(run), "--episodes", "1", "--policy", "static"])
+    assert (tmp_path / "eval" / "eval_agent_motion-switching.json").is_file()
+    assert not list(run.glob("eval_*"))  # results never go into the run directory
+    result = runner.invoke(main, ["eval", str(run), "--episodes", "1", "--policy", "static", "--out",
+                                  str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
     assert "| static |" in result.output
 

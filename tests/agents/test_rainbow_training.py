@@ -72,4 +72,4 @@ def test_rainbow_rejects_continuous_tracking(tmp_path):
         ],
     )
     assert result.exit_code != 0
-    assert "Discrete" in str(result.exception) or "discrete" in str(result.exception)
+    assert "Discrete" in result.output or "discrete" in result.output

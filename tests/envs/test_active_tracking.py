@@ -156,9 +156,9 @@ def test_bad_continuous_actions(action):
 
 def test_discrete_action_decoding():
     env = ActiveTrackingEnv(k=2)
-    assert env._decode_action(0) == (-6.28, -6.28)
-    assert env._decode_action(24) == (6.28, 6.28)
-    assert env._decode_action(np.int64(8)) == pytest.approx((-3.14, 3.14))
+    assert env.decode_action(0) == (-6.28, -6.28)
+    assert env.decode_action(24) == (6.28, 6.28)
+    assert env.decode_action(np.int64(8)) == pytest.approx((-3.14, 3.14))
     env.close()
 
 

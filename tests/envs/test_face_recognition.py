@@ -18,8 +18,8 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
 from envs.errors import InvalidActionError, InvalidArgumentError, UnknownNameError, WorldFileError
-from envs.sim.face_room import FaceWorldLayout, build_face_recognition_world
 from envs.tasks.face_recognition import ACTION_SETS, DroneFaceEnv, action_index, wrap_angle
+from envs.worlds.face_room import FaceWorldLayout, build_face_recognition_world
 from perception.faces.pipeline import FaceResult
 
 ENV_ID = "vantage/DroneFaceRecognition-v0"

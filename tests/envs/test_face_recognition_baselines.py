@@ -7,18 +7,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.face_evaluation import run_face_episode
-from envs.baselines import FaceRulePolicy, FaceStaticPolicy, StaticPolicy, make_baseline
+from agents.evaluation import Episode, run_episode
+from envs.baselines import FaceRulePolicy, FaceStaticPolicy, StaticPolicy
 from envs.errors import UnknownNameError
 from envs.sim import worlds_dir
-from envs.sim.face_room import FaceWorldLayout, build_face_recognition_world, layout_path
 from envs.sim.wbt import load_world
+from envs.specs import get_task
+from envs.tasks.face_recognition import FaceEvaluator
+from envs.worlds.face_room import FaceWorldLayout, build_face_recognition_world, layout_path
 from tests.envs.test_face_recognition import make, tiny_world  # noqa: F401  (fixture)
+
+FACE = get_task("face-recognition")
+
+
+def run_face_episode(policy, env, seed: int, options: dict) -> Episode:
+    return run_episode(policy, env, seed, FaceEvaluator(), options=options, max_steps=300)
 
 
 def test_static_never_moves_and_recognises_from_the_start(tiny_world: Path) -> None:  # noqa: F811
     env, pipeline = make(tiny_world)
-    policy = make_baseline("static", env)
+    policy = FACE.make_baseline("static", env)
     assert isinstance(policy, FaceStaticPolicy)
     obs, _ = env.reset(seed=0)
     start = env.sim.get_pose("drone")
@@ -35,8 +43,8 @@ def test_static_never_moves_and_recognises_from_the_start(tiny_world: Path) -> N
 def test_static_episode_is_one_recognition(tiny_world: Path) -> None:  # noqa: F811
     env, pipeline = make(tiny_world, action_set="paper")
     episode = run_face_episode(FaceStaticPolicy(env), env, seed=1, options={"start": {"distance": 3.0}})
-    assert episode.steps == 1 and episode.recognition_calls == 1 and pipeline.calls == 1
-    assert episode.correct and episode.confidence_correct == pytest.approx(0.8)
+    assert episode.steps == 1 and episode.metrics["recognition_calls"] == 1 and pipeline.calls == 1
+    assert episode.metrics["correct"] and episode.metrics["confidence_correct"] == pytest.approx(0.8)
 
 
 def test_rule_looks_then_centres_the_face(tiny_world: Path) -> None:  # noqa: F811
@@ -78,14 +86,14 @@ def test_rule_approaches_until_the_confidence_peaks_then_backs_off(tiny_world: P
     policy = FaceRulePolicy(env, patience=2)
     episode = run_face_episode(policy, env, seed=0, options={"start": {"distance": 6.0}})
     # looks at 6.0 (0.3), 5.9 (0.5), 5.8 (0.7, best), 5.7 (0.6), 5.6 (0.4): back two steps to 5.8, final look
-    assert episode.final_distance == pytest.approx(5.8)
-    assert episode.recognition_calls == 6 and episode.confidence_correct == pytest.approx(0.4)
+    assert episode.metrics["final_distance"] == pytest.approx(5.8)
+    assert episode.metrics["recognition_calls"] == 6 and episode.metrics["confidence_correct"] == pytest.approx(0.4)
 
 
 def test_baseline_names(tiny_world: Path) -> None:  # noqa: F811
     env, _ = make(tiny_world)
-    with pytest.raises(UnknownNameError, match="'oracle'; known: rule, static"):
-        make_baseline("oracle", env)
+    with pytest.raises(UnknownNameError, match="face-recognition baseline 'oracle'; known: rule, static"):
+        FACE.make_baseline("oracle", env)
     with pytest.raises(UnknownNameError, match="Discrete space of size"):
         StaticPolicy(env.action_space)
 

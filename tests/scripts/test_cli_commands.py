@@ -57,14 +57,16 @@ def test_bench_rewards_rejects_unknown_names(tmp_path):
     result = CliRunner().invoke(main, ["bench", "rewards", "tracking", "--rewards", "td,bonus", "--out",
                                        str(tmp_path)])
     assert result.exit_code != 0
-    assert "bonus" in str(result.exception)
+    assert "bonus" in result.output and "Traceback" not in result.output
 
 
 def test_demo_on_a_given_run(tiny_run, tmp_path):
     out = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--run", str(tiny_run), "--episodes", "1", "--out", str(out)])
+    result = CliRunner().invoke(main, ["demo", "--task", "tracking", "--run", f"tracking={tiny_run}", "--episodes",
+                                       "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     for name in ("results.md", "results.json", "tracking.png", "tracking_active.mp4", "tracking_active.gif"):
-        assert (out / name).stat().st_size > 0, name
-    table = (out / "results.md").read_text()
+        assert (out / "tracking" / name).stat().st_size > 0, name
+    assert "## tracking" in (out / "README.md").read_text()
+    table = (out / "tracking" / "results.md").read_text()
     assert "active (PPO), constant" in table and "static, switching" in table
