@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from envs.errors import InvalidArgumentError, UnknownNameError
-from envs.rewards import HintReward, NegativeReward, TDReward, make_reward, minmax_normalize
+from envs.rewards import (
+    RECOGNITION_REWARDS,
+    HintReward,
+    NegativeReward,
+    PaperRecognitionReward,
+    ShapedRecognitionReward,
+    TDReward,
+    make_reward,
+    minmax_normalize,
+)
 
 SIGNALS = ("distance_error", "angle_error")
 
@@ -88,3 +97,58 @@ def test_minmax_normalize():
     assert minmax_normalize(np.array([1.0, 3.0, 2.0])) == pytest.approx([0.0, 1.0, 0.5])
     assert minmax_normalize(np.array([2.0, 2.0])) == pytest.approx([0.0, 0.0])
     assert minmax_normalize(np.array([])).size == 0
+
+
+def test_gain_reward_is_signed_and_rewards_increases():
+    scheme = make_reward("gain", ["confidence"])
+    assert scheme.signed
+    scheme.reset({"confidence": -0.2})
+    total, terms = scheme({"confidence": 0.5})
+    assert terms == pytest.approx({"confidence": 0.7}) and total == pytest.approx(0.7)
+
+
+def test_error_schemes_refuse_negative_errors_unless_signed():
+    with pytest.raises(InvalidArgumentError, match="must be finite and >= 0"):
+        TDReward(("e",)).reset({"e": -0.1})
+    scheme = TDReward(("e",), signed=True)
+    scheme.reset({"e": -0.1})
+    assert scheme({"e": -0.3})[0] == pytest.approx(0.2)
+    with pytest.raises(InvalidArgumentError, match="must be finite"):
+        scheme({"e": float("nan")})
+
+
+def _face_signals(**events):
+    signals = {"angle": 0.5, "frontal": 1.0, "distance": 2.0, "height": 0.2, "collision": False,
+               "recognized": False, "in_zone": False, "correct": False, "similarity": -1.0, "confidence_correct": 0.0}
+    return {**signals, **events}
+
+
+def test_shaped_recognition_reward_terms():
+    scheme = ShapedRecognitionReward(bonus=20.0, recognize_penalty=0.05, collision_penalty=1.0)
+    scheme.reset(_face_signals())
+    total, terms = scheme(_face_signals(angle=0.4, frontal=0.9, distance=1.5, height=0.1))
+    assert list(terms) == ["angle", "frontal", "distance", "height", "recognition", "collision"]
+    assert terms["angle"] == pytest.approx(0.2) and terms["frontal"] == pytest.approx(0.2)
+    assert terms["distance"] == pytest.approx(0.5) and terms["height"] == pytest.approx(0.1)
+    assert total == pytest.approx(sum(terms.values()))
+    _, terms = scheme(_face_signals(angle=0.4, frontal=0.9, distance=1.5, height=0.1, recognized=True))
+    assert terms["recognition"] == -0.05
+    _, terms = scheme(_face_signals(angle=0.4, frontal=0.9, distance=1.5, height=0.1, recognized=True, in_zone=True,
+                                    confidence_correct=0.9))
+    assert terms["recognition"] == pytest.approx(18.0)
+    total, terms = scheme(_face_signals(collision=True))
+    assert total == -1.0 and terms["angle"] == 0.0
+    with pytest.raises(InvalidArgumentError, match="recognition_bonus"):
+        ShapedRecognitionReward(bonus=-1)
+
+
+def test_paper_recognition_reward_from_the_embedding_distance():
+    scheme = PaperRecognitionReward(cutoff=0.7)
+    scheme.reset({})
+    total, terms = scheme(_face_signals(recognized=True, correct=True, similarity=0.955))
+    assert total == pytest.approx(1 - (2 - 2 * 0.955) ** 0.5 / 0.7) and terms == {"recognition": total}
+    assert scheme(_face_signals(recognized=True, correct=False, similarity=0.99))[0] == 0.0
+    assert scheme(_face_signals(recognized=True, correct=True, similarity=0.5))[0] == 0.0  # beyond the cut-off
+    with pytest.raises(InvalidArgumentError, match="distance_cutoff"):
+        PaperRecognitionReward(cutoff=3.0)
+    assert set(RECOGNITION_REWARDS) == {"shaped", "paper"}
