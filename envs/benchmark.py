@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -28,15 +29,16 @@ def env_steps_per_second(env_id: str, n_steps: int, seed: int = 0, **env_kwargs:
     return n_steps / elapsed
 
 
-def raw_mujoco_steps_per_second(world: str, camera: str, image_size: int, substeps: int, n_steps: int) -> float:
-    """The bound: ``substeps`` calls of ``mj_step`` plus one render of ``camera``, in bare MuJoCo."""
-    from envs.sim import world_path
+def raw_mujoco_steps_per_second(world: str | Path, camera: str, size: tuple[int, int], substeps: int,
+                                n_steps: int) -> float:
+    """The bound: ``substeps`` calls of ``mj_step`` plus one ``size`` (height, width) render of ``camera`` per
+    step, in bare MuJoCo on the world file ``world``."""
     from envs.sim.mujoco import mujoco  # the same GL choice as the backend
 
-    model = mujoco.MjModel.from_xml_path(str(world_path(world, "mujoco")))
+    model = mujoco.MjModel.from_xml_path(str(world))
     model.vis.quality.offsamples = 0
     data = mujoco.MjData(model)
-    renderer = mujoco.Renderer(model, image_size, image_size)
+    renderer = mujoco.Renderer(model, *size)
     for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
         renderer.scene.flags[flag] = False
     cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
@@ -56,26 +58,25 @@ def raw_mujoco_steps_per_second(world: str, camera: str, image_size: int, subste
     return n_steps / elapsed
 
 
-def tracking_throughput(n_steps: int = 3000, repeats: int = 3, seed: int = 0) -> dict[str, Any]:
-    """Benchmark ``vantage/ActiveTracking-v0`` (discrete, 64x64) against its raw MuJoCo bound.
+def env_throughput(env_id: str, n_steps: int = 3000, repeats: int = 3, seed: int = 0,
+                   **env_kwargs: Any) -> dict[str, Any]:
+    """Benchmark ``env_id`` on MuJoCo against its raw bound: the same physics steps and one render of the
+    agent's camera per step, with nothing else.
 
     Each figure is the best of ``repeats`` runs, which filters out interference from other processes.
     """
-    import envs  # noqa: F401
-    from envs.tasks.active_tracking import ActiveTrackingEnv
+    import envs  # noqa: F401  (registers the environments)
 
-    env_sps = max(env_steps_per_second("vantage/ActiveTracking-v0", n_steps, seed) for _ in range(repeats))
-    probe = ActiveTrackingEnv()
-    substeps = probe.sim.n_substeps  # type: ignore[attr-defined]
+    probe = gym.make(env_id, **env_kwargs).unwrapped
+    world, camera = probe.sim.world, probe.camera
+    size, substeps = tuple(probe.sim.camera_shape(camera)), probe.sim.n_substeps
     probe.close()
-    raw_sps = max(
-        raw_mujoco_steps_per_second("tracking", ActiveTrackingEnv.camera, 64, substeps, n_steps)
-        for _ in range(repeats)
-    )
+    env_sps = max(env_steps_per_second(env_id, n_steps, seed, **env_kwargs) for _ in range(repeats))
+    raw_sps = max(raw_mujoco_steps_per_second(world, camera, size, substeps, n_steps) for _ in range(repeats))
     return {
-        "env": "vantage/ActiveTracking-v0",
+        "env": env_id,
         "backend": "mujoco",
-        "image_size": 64,
+        "image_size": size[0] if size[0] == size[1] else list(size),
         "physics_substeps_per_step": substeps,
         "n_steps": n_steps,
         "repeats": repeats,

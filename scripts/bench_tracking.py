@@ -1,4 +1,4 @@
-"""``vantage bench env tracking`` and ``vantage bench rewards tracking``."""
+"""``vantage bench env TASK`` and ``vantage bench rewards TASK`` (the tasks whose specs list them)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ from pathlib import Path
 
 import click
 
+from envs.specs import TASKS
+from scripts.options import split_list
+
+
+def _tasks_with(benchmark: str) -> list[str]:
+    return [spec.name for spec in TASKS.values() if benchmark in spec.benchmarks]
+
 
 @click.command("env")
-@click.argument("task", type=click.Choice(["tracking"]))
+@click.argument("task", type=click.Choice(_tasks_with("env")))
 @click.option("--steps", type=click.IntRange(min=100), default=3000, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -18,9 +25,10 @@ import click
 def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path) -> None:
     """Control steps/s of TASK's environment vs bare MuJoCo doing the same physics steps + one render."""
     from common.io import atomic_write_json
-    from envs.benchmark import tracking_throughput
+    from envs.benchmark import env_throughput
+    from envs.specs import get_task
 
-    result = tracking_throughput(n_steps=steps, repeats=repeats)
+    result = env_throughput(get_task(task).env_id, n_steps=steps, repeats=repeats)
     atomic_write_json(out / f"env_{task}.json", result)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -32,7 +40,7 @@ def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path) -> 
 
 
 @click.command("rewards")
-@click.argument("task", type=click.Choice(["tracking"]))
+@click.argument("task", type=click.Choice(_tasks_with("rewards")))
 @click.option("--steps", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Training steps per run.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated training seeds.")
@@ -58,18 +66,14 @@ def bench_rewards(task: str, steps: int, seeds: str, episodes: int, rewards: str
     )
     from envs.errors import check_choice
 
-    def _split(text: str, allowed: tuple[str, ...], kind: str) -> tuple[str, ...]:
-        return tuple(check_choice(kind, t.strip(), allowed) for t in text.split(",") if t.strip())
+    def _split(text: str, allowed: tuple[str, ...], kind: str, option: str) -> tuple[str, ...]:
+        return tuple(check_choice(kind, t, allowed) for t in split_list(text, option))
 
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    except ValueError as exc:
-        raise click.BadParameter(f"{seeds!r} must be comma-separated integers", param_hint="--seeds") from exc
     study = RewardStudyConfig(
-        out=out, steps=steps, seeds=seed_list, episodes=episodes,
-        rewards=_split(rewards, REWARDS, "reward scheme"),
-        action_modes=_split(action_modes, ACTION_MODES, "action mode"),
-        setups=_split(setups, SETUPS, "motion"), jobs=jobs, normalize_rewards=normalize_rewards,
+        out=out, steps=steps, seeds=split_list(seeds, "--seeds", int), episodes=episodes,
+        rewards=_split(rewards, REWARDS, "reward scheme", "--rewards"),
+        action_modes=_split(action_modes, ACTION_MODES, "action mode", "--action-modes"),
+        setups=_split(setups, SETUPS, "motion", "--setups"), jobs=jobs, normalize_rewards=normalize_rewards,
     )
     payload = run_reward_study(study, progress=not as_json)
     if as_json:
