@@ -28,12 +28,9 @@ from agents.checkpoints import AtomicCheckpointCallback, latest_checkpoint, load
 from common.io import atomic_write_json
 from common.seeding import EVAL_STREAM, derive_seeds
 from envs.errors import CheckpointError, InvalidArgumentError, UnknownNameError, check_choice
-from envs.specs import TaskSpec, get_task
+from envs.specs import TASKS, TaskSpec, get_task
 
 ALGOS = ("ppo", "rainbow")
-#: Preset names of runs made before presets were named per kind of task: (task, old name) -> name.
-LEGACY_PRESETS = {("tracking", "paper"): "tracking-paper", ("face-recognition", "toolkit"): "face-toolkit",
-                  ("face-recognition", "paper"): "face-paper", ("face-recognition", "cpu"): "face-cpu"}
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.zip"
 
@@ -42,8 +39,8 @@ MODEL_FILE = "model.zip"
 class TrainConfig:
     """Everything that defines a training run; saved as ``config.json`` in the run directory."""
 
-    task: str = "tracking"
-    """Task name (``vantage train TASK``)."""
+    task: str
+    """Task name (``vantage train TASK``; a key of :data:`envs.specs.TASKS`)."""
     algo: str = "ppo"
     """``ppo`` or ``rainbow``."""
     steps: int = 100_000
@@ -69,7 +66,9 @@ class TrainConfig:
     """CPU threads for PyTorch; small nets train fastest single-threaded beside the simulator."""
 
     def __post_init__(self) -> None:
-        self.preset = LEGACY_PRESETS.get((self.task, self.preset), self.preset)
+        spec = TASKS.get(self.task)
+        if spec is not None and self.preset is not None:
+            self.preset = spec.preset_aliases.get(self.preset, self.preset)
 
     def validate(self) -> None:
         """Check every field (the preset against the algorithm's presets); raises naming the bad value."""

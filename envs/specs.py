@@ -82,6 +82,8 @@ class TaskSpec:
         options: environment settings the command line exposes, with training defaults.
         presets: algorithm -> the agent preset the task trains with by default (algorithms absent here
             need an explicit ``--preset``).
+        preset_aliases: older preset names of this task's runs -> today's (runs made before presets were
+            named per kind of task still load and resume).
         evaluator: ``"module:Class"`` of the task's :class:`envs.tasks.base.EpisodeEvaluator`.
         baselines: baseline name -> ``"module:Class"`` (built from the environment; SB3's ``predict``).
         eval_max_steps: step cap of an evaluation episode (``None``: the registered limit).
@@ -98,6 +100,7 @@ class TaskSpec:
     summary: str
     options: tuple[TaskOption, ...] = ()
     presets: Mapping[str, str] = field(default_factory=dict)
+    preset_aliases: Mapping[str, str] = field(default_factory=dict)
     evaluator: str = "envs.tasks.base:EpisodeEvaluator"
     baselines: Mapping[str, str] = field(default_factory=dict)
     eval_max_steps: int | None = None
@@ -141,6 +144,7 @@ TASKS: dict[str, TaskSpec] = {
                 TaskOption("motion", ("constant", "switching", "obstacles"), "constant", "target motion"),
             ),
             presets={"ppo": "tracking-paper", "rainbow": "tracking"},
+            preset_aliases={"paper": "tracking-paper"},
             evaluator="envs.tasks.active_tracking:TrackingEvaluator",
             baselines={"static": "envs.baselines:StaticPolicy"},
             benchmarks=("env", "rewards"),
@@ -160,6 +164,7 @@ TASKS: dict[str, TaskSpec] = {
                 TaskOption("action_set", ("toolkit", "paper"), "toolkit", "toolkit: 10 actions; paper: 5"),
             ),
             presets={"ppo": "face-toolkit"},
+            preset_aliases={"toolkit": "face-toolkit", "paper": "face-paper", "cpu": "face-cpu"},
             evaluator="envs.tasks.face_recognition:FaceEvaluator",
             baselines={"static": "envs.baselines:FaceStaticPolicy", "rule": "envs.baselines:FaceRulePolicy"},
             eval_max_steps=300,

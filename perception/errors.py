@@ -10,14 +10,21 @@ __all__ = [
     "EnrollmentError",
     "InvalidArgumentError",
     "InvalidImageError",
+    "InvalidInputError",
     "ManifestError",
     "ModelExistsError",
     "OnnxModelError",
+    "QuantizationError",
     "RuntimeNotAvailableError",
+    "SpecMismatchError",
 ]
 
 
-class InvalidImageError(InvalidArgumentError):
+class InvalidInputError(InvalidArgumentError):
+    """A network input is missing or unexpected, or its rank, fixed dimensions or dtype differ from its spec."""
+
+
+class InvalidImageError(InvalidInputError):
     """An input image has the wrong shape, dtype, channel count or is empty."""
 
 
@@ -31,6 +38,14 @@ class DatasetError(VantageError, ValueError):
 
 class OnnxModelError(CheckpointError, ValueError):
     """An ONNX file is corrupt or does not have the inputs/outputs a loader expects."""
+
+
+class SpecMismatchError(OnnxModelError):
+    """A model file's (ONNX graph's or TensorRT engine's) named inputs differ from the model's input specs."""
+
+
+class QuantizationError(OnnxModelError):
+    """An ONNX graph could not be quantized, or an int8 build was given a graph without Q/DQ nodes."""
 
 
 class ModelExistsError(CheckpointError, FileExistsError):

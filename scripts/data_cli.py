@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from scripts.perception_cli import ErrorReportingGroup
+from scripts.options import ErrorReportingGroup
 
 
 @click.group(cls=ErrorReportingGroup)

@@ -1,12 +1,12 @@
-"""``vantage perception fit|eval|export|optimize|import-onnx``: train, evaluate and deploy perception models.
+"""``vantage perception fit|eval|export|quantize|optimize|import-onnx``: train, evaluate and deploy perception models.
 
 MODEL is a model name (``face_detector``, ``face_recognizer``) for ``fit`` and a saved model directory for
-the other commands. Every command prints a JSON summary; ``--json-out`` also writes it to a file.
+the other commands. Every command prints a JSON summary; ``--json-out`` also writes it to a file. The commands
+only parse options: the work is done by :mod:`perception` (training, export, quantization).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -14,32 +14,22 @@ from typing import Any
 import click
 import numpy as np
 
-from envs.errors import VantageError
 from perception.errors import InvalidArgumentError, ModelExistsError
-from scripts.options import parse_key_values
-
-
-class ErrorReportingGroup(click.Group):
-    """A click group that shows Vantage errors as one-line messages (exit code 1) instead of tracebacks."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except VantageError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+from scripts.options import ErrorReportingGroup, parse_key_values
 
 
 def _emit(summary: dict[str, Any], json_out: Path | None) -> None:
     text = json.dumps(summary, indent=2, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v))
     click.echo(text)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(text)
+        from common.io import atomic_write_text
+
+        atomic_write_text(json_out, text)
 
 
 @click.group(cls=ErrorReportingGroup)
 def perception() -> None:
-    """Perception models: fit, eval, export (ONNX), optimize (TensorRT), import user ONNX models."""
+    """Perception models: fit, eval, export (ONNX), quantize (int8 Q/DQ), optimize (TensorRT), import ONNX models."""
 
 
 @perception.command("fit")
@@ -69,43 +59,24 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
 
     Each epoch is checkpointed beside --out; re-running the same command after an interruption resumes.
     """
-    from perception.learner import load_model, make_model
+    from perception.training import fit_options, prepare_learner
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ModelExistsError(f"{out} already holds a model; pass --overwrite to replace it")
     import torch  # imported here so that `vantage --help` stays fast
 
     torch.set_num_threads(threads)
-    settings = parse_key_values(config, "--config")
-    base = None
-    if init is not None:
-        base = load_model(init)
-        if base.name != model:
-            raise InvalidArgumentError(f"--init {init} holds a {base.name!r} model, not a {model!r}")
-        settings = {**base.config, **settings}
-    learner = make_model(model, **settings)
-    if base is not None:
-        try:
-            learner.net.load_state_dict(base.net.state_dict(), strict=True)
-        except RuntimeError as exc:
-            raise InvalidArgumentError(f"--config changes the network of --init {init}: "
-                                       f"{str(exc).splitlines()[0]}") from exc
+    learner = prepare_learner(model, parse_key_values(config, "--config"), init)
     # The checkpoint lives beside --out (not inside) so an interrupted run never looks like a saved model.
     checkpoint = out.parent / f".{out.name}.fit-checkpoint.pt"
-    kwargs: dict[str, Any] = {"epochs": epochs, "lr": lr, "seed": seed, "max_frames": max_frames,
-                              "checkpoint": checkpoint}
+    fixed: dict[str, Any] = {"epochs": epochs, "lr": lr, "seed": seed, "max_frames": max_frames,
+                             "checkpoint": checkpoint}
     if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    extra = parse_key_values(options, "--option")
-    clash = sorted(set(extra) & set(kwargs))
-    if clash:
-        raise click.BadParameter(f"{clash} have their own options", param_hint="--option")
-    allowed = set(inspect.signature(learner.fit).parameters) - {"dataset", "kwargs"}
-    unknown = sorted(set(extra) - allowed)
-    if unknown:
-        raise click.BadParameter(f"unknown fit options {unknown}; {model} takes {sorted(allowed)}",
-                                 param_hint="--option")
-    kwargs.update(extra)
+        fixed["batch_size"] = batch_size
+    try:
+        kwargs = fit_options(learner, parse_key_values(options, "--option"), fixed)
+    except InvalidArgumentError as exc:
+        raise click.BadParameter(str(exc), param_hint="--option") from exc
     summary: dict[str, Any] = {"model": model, "fit": learner.fit(data, **kwargs)}
     if eval_data is not None:
         learner.metrics = learner.eval(eval_data, out_dir=out / "eval") if model == "face_recognizer" else \
@@ -122,16 +93,21 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
 @click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
 @click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), default="torch",
               show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="onnxruntime: fp32 (model.onnx) or int8 (model.int8.onnx, see quantize); tensorrt: the engine's "
+                   "precision (default fp16)")
+@click.option("--model-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="ONNX file or TensorRT engine to run instead of the one in MODEL_DIR")
 @click.option("--max-frames", type=int, default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="folder for plots (recogniser curves)")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
-def eval_cmd(model_dir: Path, data: Path, runtime: str, max_frames: int | None, out: Path | None,
-             json_out: Path | None) -> None:
+def eval_cmd(model_dir: Path, data: Path, runtime: str, precision: str | None, model_file: Path | None,
+             max_frames: int | None, out: Path | None, json_out: Path | None) -> None:
     """Evaluate a saved model on a face dataset (AP@0.5 or identification curves)."""
     from perception.learner import load_model
 
     learner = load_model(model_dir)
-    learner.set_runtime(runtime)
+    learner.set_runtime(runtime, path=model_file, precision=precision)
     kwargs: dict[str, Any] = {"max_frames": max_frames}
     if learner.name in ("face_recognizer", "sface") and out is not None:
         kwargs["out_dir"] = out
@@ -147,20 +123,41 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, max_frames: int | None, 
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def export_cmd(model_dir: Path, out: Path | None, fmt: str, check: bool, json_out: Path | None) -> None:
     """Export a saved model to ONNX and check parity with torch."""
+    from perception.export import check_export_parity
     from perception.learner import load_model
-    from perception.runtime import TOLERANCES, OnnxRuntime
 
     learner = load_model(model_dir)
     path = learner.export(out or model_dir, format=fmt)
     summary: dict[str, Any] = {"model": str(model_dir), "onnx": str(path)}
     if check and learner.net is not None:
-        shape = [1 if d < 0 else d for d in learner.input_spec().shape]
-        x = np.random.default_rng(0).normal(size=(100, *shape[1:])).astype(np.float32)
-        ref = learner.run_network(x)
-        got = OnnxRuntime(path).run(x)
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(ref, got))
-        summary.update(max_abs_diff=diff, tolerance=TOLERANCES["onnxruntime"], parity=diff <= TOLERANCES["onnxruntime"])
+        summary.update(check_export_parity(learner, path, samples=100))
     _emit(summary, json_out)
+
+
+@perception.command("quantize")
+@click.argument("model_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--calib-data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="face dataset whose frames (or face crops) calibrate the int8 ranges")
+@click.option("--samples", type=int, default=64, show_default=True, help="calibration samples")
+@click.option("--check-samples", type=int, default=16, show_default=True,
+              help="further samples, unseen by calibration, on which int8 is compared with fp32")
+@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="how activation ranges are taken from the calibration outputs")
+@click.option("--json-out", type=click.Path(path_type=Path), default=None)
+def quantize_cmd(model_dir: Path, calib_data: Path, samples: int, check_samples: int, method: str,
+                 json_out: Path | None) -> None:
+    """Write MODEL_DIR/model.int8.onnx (explicit int8 Q/DQ graph, on the CPU) and print its parity with fp32.
+
+    The Q/DQ graph runs on ONNX Runtime (eval --runtime onnxruntime --precision int8) and is what
+    optimize --precision int8 builds TensorRT engines from.
+    """
+    from perception.learner import load_model
+    from perception.quantization import quantize_learner
+
+    learner = load_model(model_dir)
+    summary = quantize_learner(learner, calib_data, samples=samples, check_samples=check_samples, path=model_dir,
+                               method=method)
+    _emit({"model": str(model_dir), **summary}, json_out)
 
 
 @perception.command("optimize")
@@ -168,23 +165,31 @@ def export_cmd(model_dir: Path, out: Path | None, fmt: str, check: bool, json_ou
 @click.option("--target", type=click.Choice(["tensorrt"]), default="tensorrt", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
 @click.option("--calib-data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
-              help="face dataset whose frames calibrate int8")
+              help="int8: face dataset to quantize from when MODEL_DIR has no model.int8.onnx yet")
+@click.option("--samples", type=int, default=64, show_default=True, help="int8 calibration samples")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
-def optimize_cmd(model_dir: Path, target: str, precision: str, calib_data: Path | None, json_out: Path | None) -> None:
-    """Build a TensorRT engine next to the model (needs TensorRT and a CUDA GPU)."""
-    from perception.learner import load_model
+def optimize_cmd(model_dir: Path, target: str, precision: str, calib_data: Path | None, samples: int,
+                 json_out: Path | None) -> None:
+    """Build a TensorRT engine next to the model (needs TensorRT and a CUDA GPU).
+
+    int8 engines are built from the Q/DQ graph model.int8.onnx (vantage perception quantize), which is written
+    first from --calib-data when it is missing.
+    """
+    from perception.learner import INT8_ONNX_FILE, load_model
+    from perception.runtime import tensorrt_available
 
     learner = load_model(model_dir)
-    calibration = None
-    if precision == "int8":
+    summary: dict[str, Any] = {"model": str(model_dir)}
+    if precision == "int8" and not (model_dir / INT8_ONNX_FILE).is_file():
         if calib_data is None:
-            raise click.BadParameter("int8 needs --calib-data", param_hint="--calib-data")
-        from perception.faces.dataset import FaceDataset
+            raise click.BadParameter(f"int8 needs {INT8_ONNX_FILE}: run vantage perception quantize first or "
+                                     f"pass --calib-data", param_hint="--calib-data")
+        if tensorrt_available()[0]:  # quantizing takes a while; without TensorRT, optimize() below says why at once
+            from perception.quantization import quantize_learner
 
-        frames = [img for _, (img, _) in zip(range(64), FaceDataset(calib_data))]
-        calibration = learner.preprocessing(frames)
-    engine = learner.optimize(model_dir, target=target, precision=precision, calibration=calibration)
-    _emit({"model": str(model_dir), "engine": str(engine), "precision": precision}, json_out)
+            summary["quantization"] = quantize_learner(learner, calib_data, samples=samples, path=model_dir)
+    engine = learner.optimize(model_dir, target=target, precision=precision)
+    _emit({**summary, "engine": str(engine), "precision": precision}, json_out)
 
 
 @perception.command("import-onnx")

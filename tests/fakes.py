@@ -12,7 +12,16 @@ It follows the documented R2023b Python API (``Supervisor``, ``Node``, ``Field``
   (no contacts are modelled); ``resetPhysics`` zeroes it;
 * ``simulationReset`` restores the initial state at the end of the next step, as Webots documents;
 * cameras only produce images while stepping: an enabled camera captures once its sampling period has
-  elapsed, before that ``getImage`` returns ``None``.
+  elapsed, before that ``getImage`` returns ``None``; range finders likewise (``getRangeImage`` then raises
+  ``ValueError``, as the Python API does on a NULL image);
+* nested nodes have a parent (``Node.getParentNode``) and their world pose (``getPosition``,
+  ``getOrientation``) composes their ``translation``/``rotation`` with their ancestors'; ``getFromDef``
+  follows DEF paths the way Webots does (the first name anywhere, each next one among direct sub-nodes);
+* joints (``HingeJoint``/``SliderJoint`` with ``jointParameters`` and an ``endPoint``) move their end point
+  about their axis through their anchor, expressed in their parent's frame; ``Node.setJointPosition`` clamps to
+  the stops as Webots does; motors in position control move their joint towards the target at most at their
+  velocity per step (velocity control: at that velocity; torque control holds it, the fake has no dynamics),
+  and end points report the matching world-frame ``getVelocity``.
 
 Every API call is appended to :attr:`FakeWorld.calls` as ``(method, target, *args)``.
 """
@@ -21,6 +30,7 @@ Every API call is appended to :attr:`FakeWorld.calls` as ``(method, target, *arg
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -105,6 +115,12 @@ class FakeField:
     def getSFString(self) -> str:
         return self.value
 
+    def getSFFloat(self) -> float:
+        self._record("getSFFloat")
+        if self.kind != self.SF_FLOAT:
+            raise TypeError(f"getSFFloat on {self.name}, a field of another type")
+        return float(self.value)
+
     def _set(self, method: str, kind: int, value: Any) -> None:
         if self.kind != kind:
             raise TypeError(f"{method} on {self.name}, a field of another type")
@@ -128,8 +144,15 @@ class FakePhysics:
         return "Physics"
 
 
+_node_ids = itertools.count(1)
+
+
 class FakeNode:
-    """``controller.Node`` for a Solid or Robot: translation, rotation, optional physics, velocity."""
+    """``controller.Node`` for a Solid, Robot or Pose: translation, rotation, optional physics, velocity.
+
+    ``parent`` is the node whose field holds this one (``None`` at the top level); with ``pose=False`` the node
+    has no frame of its own (a joint, joint parameters) and sits where its parent's frame is.
+    """
 
     def __init__(
         self,
@@ -139,21 +162,45 @@ class FakeNode:
         translation: tuple[float, float, float] = (0.0, 0.0, 0.0),
         rotation: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 0.0),
         physics: bool = False,
+        parent: FakeNode | None = None,
+        pose: bool = True,
     ) -> None:
         self.world, self.def_name, self.type_name = world, def_name, type_name
-        physics_node = FakePhysics() if physics else None
-        position, axis_angle = [float(v) for v in translation], [float(v) for v in rotation]
-        self.fields = {
-            "translation": FakeField(self, "translation", FakeField.SF_VEC3F, position),
-            "rotation": FakeField(self, "rotation", FakeField.SF_ROTATION, axis_angle),
-            "physics": FakeField(self, "physics", FakeField.SF_NODE, physics_node),
-            "name": FakeField(self, "name", FakeField.SF_STRING, def_name),
-        }
+        self.parent, self.sub_nodes, self.id = parent, [], next(_node_ids)
+        if parent is not None:
+            parent.sub_nodes.append(self)
+        self.fields = {"name": FakeField(self, "name", FakeField.SF_STRING, def_name)}
+        if pose:
+            physics_node = FakePhysics() if physics else None
+            position, axis_angle = [float(v) for v in translation], [float(v) for v in rotation]
+            self.fields.update({
+                "translation": FakeField(self, "translation", FakeField.SF_VEC3F, position),
+                "rotation": FakeField(self, "rotation", FakeField.SF_ROTATION, axis_angle),
+                "physics": FakeField(self, "physics", FakeField.SF_NODE, physics_node),
+            })
         self.velocity = [0.0] * 6
 
     @property
     def has_physics(self) -> bool:
-        return self.fields["physics"].value is not None
+        return "physics" in self.fields and self.fields["physics"].value is not None
+
+    def world_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """World position and rotation matrix: the parent's frame composed with this node's own."""
+        if "translation" in self.fields:
+            position = np.array(self.fields["translation"].value, dtype=float)
+            rotation = np.reshape(_matrix_from_axis_angle(self.fields["rotation"].value), (3, 3))
+        else:
+            position, rotation = np.zeros(3), np.eye(3)
+        if self.parent is None:
+            return position, rotation
+        parent_position, parent_rotation = self.parent.world_pose()
+        return parent_position + parent_rotation @ position, parent_rotation @ rotation
+
+    def getId(self) -> int:
+        return self.id
+
+    def getParentNode(self) -> FakeNode | None:
+        return self.parent
 
     def getDef(self) -> str:
         return self.def_name
@@ -169,10 +216,10 @@ class FakeNode:
         return self.fields.get(name)
 
     def getPosition(self) -> list[float]:
-        return list(self.fields["translation"].value)
+        return [float(v) for v in self.world_pose()[0]]
 
     def getOrientation(self) -> list[float]:
-        return _matrix_from_axis_angle(self.fields["rotation"].value)
+        return [float(v) for v in self.world_pose()[1].reshape(-1)]
 
     def getVelocity(self) -> list[float]:
         return list(self.velocity)
@@ -186,7 +233,101 @@ class FakeNode:
 
     def resetPhysics(self) -> None:
         self.world.calls.append(("resetPhysics", self.def_name))
-        self.velocity = [0.0] * 6
+        stack = [self]  # Webots stops the node and all its descendants
+        while stack:
+            node = stack.pop()
+            node.velocity = [0.0] * 6
+            if isinstance(node, FakeJoint):
+                node.rate = 0.0
+            stack.extend(node.sub_nodes)
+
+
+class FakeJoint(FakeNode):
+    """``controller.Node`` of a ``HingeJoint`` or ``SliderJoint`` with its ``jointParameters`` and ``endPoint``.
+
+    Moving the joint moves the end point as Webots does: from its world-file pose (at the world file's
+    ``position``) it turns about ``axis`` through ``anchor`` (hinge) or slides along ``axis``, both expressed in
+    the joint's parent frame. ``rate`` is the joint velocity of the last step.
+    """
+
+    def __init__(
+        self,
+        world: FakeWorld,
+        def_name: str,
+        parent: FakeNode,
+        type_name: str = "HingeJoint",
+        axis: tuple[float, float, float] = (0.0, 0.0, 1.0),
+        anchor: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        position: float = 0.0,
+        min_stop: float = 0.0,
+        max_stop: float = 0.0,
+    ) -> None:
+        super().__init__(world, def_name, type_name=type_name, parent=parent, pose=False)
+        hinge = type_name == "HingeJoint"
+        self.parameters = FakeNode(world, "", "HingeJointParameters" if hinge else "JointParameters", parent=self,
+                                   pose=False)
+        values = {"position": (FakeField.SF_FLOAT, float(position)), "axis": (FakeField.SF_VEC3F, list(axis)),
+                  "minStop": (FakeField.SF_FLOAT, float(min_stop)), "maxStop": (FakeField.SF_FLOAT, float(max_stop))}
+        if hinge:  # slider JointParameters have no anchor
+            values["anchor"] = (FakeField.SF_VEC3F, list(anchor))
+        for name, (kind, value) in values.items():
+            self.parameters.fields[name] = FakeField(self.parameters, name, kind, value)
+        self.fields["jointParameters"] = FakeField(self, "jointParameters", FakeField.SF_NODE, self.parameters)
+        self.fields["endPoint"] = FakeField(self, "endPoint", FakeField.SF_NODE, None)
+        self.rate = 0.0
+        self._home: tuple[float, np.ndarray, list[float]] | None = None
+
+    @property
+    def hinge(self) -> bool:
+        return self.type_name == "HingeJoint"
+
+    @property
+    def position(self) -> float:
+        return self.parameters.fields["position"].value
+
+    @property
+    def endpoint(self) -> FakeNode:
+        return self.fields["endPoint"].value
+
+    def attach(self, endpoint: FakeNode) -> None:
+        """Make ``endpoint`` (posed as in the world file, at the current position) the moved Solid."""
+        self.fields["endPoint"].value = endpoint
+        self._home = (self.position, np.array(endpoint.fields["translation"].value, dtype=float),
+                      _quat_from_axis_angle(endpoint.fields["rotation"].value))
+
+    def axis_and_anchor(self) -> tuple[np.ndarray, np.ndarray]:
+        """The joint's unit axis and anchor in its parent's frame."""
+        fields = self.parameters.fields
+        axis = np.array(fields["axis"].value, dtype=float)
+        anchor = np.array(fields["anchor"].value, dtype=float) if "anchor" in fields else np.zeros(3)
+        return axis / np.linalg.norm(axis), anchor
+
+    def move_to(self, position: float, rate: float = 0.0) -> None:
+        """Put the joint at ``position`` with velocity ``rate``; the end point follows."""
+        self.parameters.fields["position"].value = float(position)
+        self.rate = float(rate)
+        assert self._home is not None, "attach() an end point first"
+        home_position, home_translation, home_quaternion = self._home
+        axis, anchor = self.axis_and_anchor()
+        delta = float(position) - home_position
+        if self.hinge:
+            turn = _quat_from_axis_angle([*axis, delta])
+            rotation = np.reshape(_matrix_from_axis_angle([*axis, delta]), (3, 3))
+            translation = anchor + rotation @ (home_translation - anchor)
+            quaternion = _quat_mul(turn, home_quaternion)
+        else:
+            translation, quaternion = home_translation + axis * delta, home_quaternion
+        self.endpoint.fields["translation"].value = [float(v) for v in translation]
+        self.endpoint.fields["rotation"].value = _axis_angle_from_quat(quaternion)
+
+    def setJointPosition(self, position: float, index: int = 1) -> None:
+        if type(position) is not float or index != 1:
+            raise TypeError(f"setJointPosition({position!r}, {index!r}) needs a float and index 1 for this joint")
+        self.world.calls.append(("setJointPosition", self.def_name, position))
+        low, high = self.parameters.fields["minStop"].value, self.parameters.fields["maxStop"].value
+        if (low, high) != (0.0, 0.0):  # Webots clamps into the stops (with a warning)
+            position = min(max(position, low), high)
+        self.move_to(position)
 
 
 class FakeDevice:
@@ -223,6 +364,12 @@ class FakeDevice:
 
     def sample(self) -> None:
         """Take a new reading."""
+
+    def actuate(self, ms: int) -> None:
+        """Called by the fake simulator at the start of each step: actuators act here."""
+
+    def on_reset(self) -> None:
+        """Called when ``simulationReset`` takes effect: actuators return to their initial state."""
 
 
 class FakeCamera(FakeDevice):
@@ -274,17 +421,200 @@ class FakeCamera(FakeDevice):
 
 
 class FakeTouchSensor(FakeDevice):
-    """``controller.TouchSensor`` of the "force" type: one value, sampled while stepping."""
+    """``controller.TouchSensor``: one value (types bumper and "force") or three (type "force-3d"), sampled
+    while stepping. Like the real ``getValues`` (a ctypes pointer), ``getValues`` is only meaningful for
+    "force-3d" sensors."""
 
-    def __init__(self, world: FakeWorld, name: str, value: float = 0.0) -> None:
+    BUMPER, FORCE, FORCE3D = 0, 1, 2
+
+    def __init__(
+        self,
+        world: FakeWorld,
+        name: str,
+        value: float = 0.0,
+        sensor_type: int = 1,
+        values: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> None:
         super().__init__(world, name)
         self.true_value, self.value = value, float("nan")
+        self.sensor_type = sensor_type
+        self.true_values, self.values = list(values), [float("nan")] * 3
 
     def sample(self) -> None:
-        self.value = self.true_value
+        self.value, self.values = self.true_value, list(self.true_values)
+
+    def getType(self) -> int:
+        return self.sensor_type
+
+    def getValue(self) -> float:
+        if self.sensor_type == self.FORCE3D:
+            raise AssertionError("getValue() on a force-3d TouchSensor: Webots documents getValues() for it")
+        return self.value
+
+    def getValues(self) -> list[float]:
+        if self.sensor_type != self.FORCE3D:
+            raise AssertionError("getValues() on a 1-value TouchSensor: Webots documents getValue() for it")
+        return list(self.values)
+
+
+class FakeMotor(FakeDevice):
+    """``controller.Motor`` driving ``joint``: position control by default (target = the joint's position),
+    velocity control after ``setPosition(inf)``, torque/force control after ``setTorque``/``setForce``."""
+
+    ROTATIONAL, LINEAR = 0, 1
+
+    def __init__(
+        self,
+        world: FakeWorld,
+        name: str,
+        joint: FakeJoint | None,
+        min_position: float = 0.0,
+        max_position: float = 0.0,
+        max_velocity: float = 10.0,
+        max_torque: float = 10.0,
+        max_force: float = 10.0,
+        motor_type: int = 0,
+    ) -> None:
+        super().__init__(world, name)
+        self.joint, self.motor_type = joint, motor_type
+        self.min_position, self.max_position = min_position, max_position
+        self.max_velocity, self.max_torque, self.max_force = max_velocity, max_torque, max_force
+        self._initial = (joint.position if joint is not None else 0.0, max_velocity)
+        self.on_reset()
+
+    def on_reset(self) -> None:
+        self.target_position, self.velocity = self._initial
+        self.torque: float | None = None
+
+    def _number(self, method: str, value: float) -> float:
+        if type(value) is not float:
+            raise TypeError(f"{method}({value!r}): the Webots API needs a Python float")
+        self.world.calls.append((method, self.name, value))
+        return value
+
+    def setPosition(self, position: float) -> None:
+        self.target_position, self.torque = self._number("setPosition", position), None
+
+    def setVelocity(self, velocity: float) -> None:
+        self.velocity = self._number("setVelocity", velocity)
+
+    def setTorque(self, torque: float) -> None:
+        self.torque = self._number("setTorque", torque)
+
+    def setForce(self, force: float) -> None:
+        self.torque = self._number("setForce", force)
+
+    def getTargetPosition(self) -> float:
+        return self.target_position
+
+    def getMinPosition(self) -> float:
+        return self.min_position
+
+    def getMaxPosition(self) -> float:
+        return self.max_position
+
+    def getVelocity(self) -> float:
+        return self.velocity
+
+    def getMaxVelocity(self) -> float:
+        return self.max_velocity
+
+    def getMaxTorque(self) -> float:
+        return self.max_torque
+
+    def getMaxForce(self) -> float:
+        return self.max_force
+
+    def getType(self) -> int:
+        return self.motor_type
+
+    def actuate(self, ms: int) -> None:
+        if self.joint is None:
+            return
+        dt = ms / 1000.0
+        if self.torque is not None:  # no dynamics in the fake: the joint stays where it is
+            self.joint.rate = 0.0
+            return
+        position = self.joint.position
+        if math.isinf(self.target_position):  # velocity control
+            step = self.velocity * dt
+        else:  # position control: towards the target at most at the motor's velocity
+            limit = abs(self.velocity) * dt
+            step = min(max(self.target_position - position, -limit), limit)
+        self.joint.move_to(position + step, step / dt)
+
+
+class FakePositionSensor(FakeDevice):
+    """``controller.PositionSensor`` of ``joint``: its position, sampled while stepping."""
+
+    def __init__(self, world: FakeWorld, name: str, joint: FakeJoint) -> None:
+        super().__init__(world, name)
+        self.joint, self.value = joint, float("nan")
+
+    def sample(self) -> None:
+        self.value = self.joint.position
 
     def getValue(self) -> float:
         return self.value
+
+
+class FakeRangeFinder(FakeDevice):
+    """``controller.RangeFinder``: ``width`` x ``height`` depths in metres, ``fov`` horizontal.
+
+    Args:
+        scene: optional ``world -> (height, width) float32`` depth of the current state; by default a fixed
+            ramp (``self.depth``) whose rows and columns differ.
+    """
+
+    def __init__(
+        self,
+        world: FakeWorld,
+        name: str,
+        width: int,
+        height: int,
+        fov: float,
+        min_range: float = 0.01,
+        max_range: float = 1.0,
+        scene: Callable[[FakeWorld], np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(world, name)
+        self.width, self.height, self.fov, self.scene = width, height, fov, scene
+        self.min_range, self.max_range = min_range, max_range
+        rows, cols = np.mgrid[0:height, 0:width]
+        self.depth = (0.5 + 0.01 * rows + 0.001 * cols).astype(np.float32)
+        self.image: list[float] | None = None
+
+    def sample(self) -> None:
+        frame = self.scene(self.world) if self.scene is not None else self.depth
+        assert frame.shape == (self.height, self.width) and frame.dtype == np.float32
+        self.image = [float(v) for v in frame.reshape(-1)]
+
+    def disable(self) -> None:
+        super().disable()
+        self.image = None
+
+    def getRangeImage(self, data_type: str = "list") -> list[float]:
+        self.world.calls.append(("getRangeImage", self.name))
+        if data_type != "list":
+            raise AssertionError("only the documented default data_type='list' is modelled")
+        if not self.sampling_period or self.image is None:
+            raise ValueError("NULL pointer access")
+        return list(self.image)
+
+    def getWidth(self) -> int:
+        return self.width
+
+    def getHeight(self) -> int:
+        return self.height
+
+    def getFov(self) -> float:
+        return self.fov
+
+    def getMinRange(self) -> float:
+        return self.min_range
+
+    def getMaxRange(self) -> float:
+        return self.max_range
 
 
 class FakeRobot:
@@ -338,7 +668,7 @@ class FakeSupervisor(FakeRobot):
 
     def getFromDef(self, name: str) -> FakeNode | None:
         self.world.calls.append(("getFromDef", name))
-        return self.world.nodes.get(name)
+        return self.world.resolve_def(name)
 
     def getNumberOfDevices(self) -> int:
         return len(self.world.devices)
@@ -362,7 +692,10 @@ class FakeWorld:
     pending_reset: bool = False
     quit: bool = False
     refuse_connection: bool = False
+    nested: list[FakeNode] = field(default_factory=list)  # DEF'd nodes below the top level
+    joints: list[FakeJoint] = field(default_factory=list)  # parents before children
     _initial: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    _initial_joints: list[float] = field(default_factory=list)
 
     def add_node(self, def_name: str, **kwargs: Any) -> FakeNode:
         node = FakeNode(self, def_name, **kwargs)
@@ -377,12 +710,51 @@ class FakeWorld:
     def camera(self, name: str) -> FakeCamera:
         return next(d for d in self.devices if isinstance(d, FakeCamera) and d.name == name)
 
+    def device(self, name: str) -> FakeDevice:
+        return next(d for d in self.devices if d.name == name)
+
+    def joint(self, def_name: str) -> FakeJoint:
+        return next(j for j in self.joints if j.def_name == def_name)
+
+    def resolve_def(self, path: str) -> FakeNode | None:
+        """Webots' DEF lookup: the first name anywhere in the world, each next one among direct sub-nodes."""
+        first, *rest = path.split(".")
+        node = self.nodes.get(first) or next((n for n in self.nested if n.def_name == first), None)
+        for name in rest:
+            if node is None:
+                return None
+            node = next((child for child in node.sub_nodes if child.def_name == name), None)
+        return node
+
+    def update_joint_velocities(self) -> None:
+        """World-frame velocities of the joints' end points, from the joint rates (parents first)."""
+        for joint in self.joints:
+            solid = joint.parent
+            while solid is not None and solid.type_name in ("Pose", "Transform", "Group"):
+                solid = solid.parent
+            parent_velocity = np.array(solid.velocity if solid is not None else [0.0] * 6)
+            parent_position = solid.world_pose()[0] if solid is not None else np.zeros(3)
+            frame_position, frame_rotation = joint.parent.world_pose()
+            axis, anchor = joint.axis_and_anchor()
+            axis = frame_rotation @ axis
+            end_position = joint.endpoint.world_pose()[0]
+            omega = parent_velocity[3:]
+            linear = parent_velocity[:3] + np.cross(omega, end_position - parent_position)
+            if joint.hinge:
+                turn = axis * joint.rate
+                linear = linear + np.cross(turn, end_position - (frame_position + frame_rotation @ anchor))
+                omega = omega + turn
+            else:
+                linear = linear + axis * joint.rate
+            joint.endpoint.velocity = [float(v) for v in (*linear, *omega)]
+
     def snapshot(self) -> None:
         """Remember the state that ``simulationReset`` returns to (the loaded world)."""
         self._initial = {
             name: (list(n.fields["translation"].value), list(n.fields["rotation"].value))
             for name, n in self.nodes.items()
         }
+        self._initial_joints = [joint.position for joint in self.joints]
 
     def calls_named(self, method: str) -> list[tuple[Any, ...]]:
         return [call for call in self.calls if call[0] == method]
@@ -397,9 +769,17 @@ class FakeWorld:
                 node.fields["translation"].value = list(translation)
                 node.fields["rotation"].value = list(rotation)
                 node.velocity = [0.0] * 6
+            for joint, position in zip(self.joints, self._initial_joints):  # joints and motors too
+                joint.move_to(position)
+            for device in self.devices:
+                device.on_reset()
+            self.update_joint_velocities()
         else:
             dt = ms / 1000.0
             self.time += dt
+            for device in self.devices:
+                device.actuate(ms)
+            self.update_joint_velocities()
             for node in self.nodes.values():
                 vx, vy, vz, _, _, wz = node.velocity  # robots stay upright: only the yaw rate turns
                 position = node.fields["translation"].value
@@ -425,6 +805,74 @@ def tracking_world() -> FakeWorld:
     return world
 
 
+def arm_world() -> FakeWorld:
+    """The fake counterpart of ``worlds/webots/arm2.wbt``, built from the file itself.
+
+    Every Pose, Solid and joint inside the arm robot keeps its DEF, pose and joint parameters, and every device
+    is modelled: the motors (position control), position sensors, the "force-3d" touch sensor, the camera and
+    its RangeFinder twin. Geometry (shapes, bounding objects) is left out. Reading the file keeps the double in
+    step with it; ``tests/envs/test_webots_backend.py`` checks the file against the MuJoCo world.
+    """
+    from envs.sim import worlds_dir
+    from envs.sim.wbt import load_world
+
+    scene = load_world(worlds_dir() / "webots" / "arm2.wbt")
+    world = FakeWorld(basic_time_step=scene.basic_time_step_ms)
+    (robot_node,) = scene.extern_supervisors().values()
+    robot = FakeNode(world, robot_node.def_name or "", "Robot", translation=robot_node.value("translation", (0, 0, 0)),
+                     rotation=robot_node.value("rotation", (0, 0, 1, 0)))
+    _add_wbt_children(world, robot_node, robot)
+    return world
+
+
+def _add_wbt_children(world: FakeWorld, wbt_node: Any, parent: FakeNode) -> None:
+    """Mirror the ``children`` of a parsed world-file node below ``parent`` (see :func:`arm_world`)."""
+    for child in wbt_node.fields.get("children", []):
+        if not hasattr(child, "type_name"):
+            continue
+        kind, name = child.type_name, child.value("name", "")
+        if kind in ("Pose", "Transform", "Solid"):
+            node = FakeNode(world, child.def_name or "", kind, translation=child.value("translation", (0, 0, 0)),
+                            rotation=child.value("rotation", (0, 0, 1, 0)),
+                            physics=child.value("physics") is not None, parent=parent)
+            if child.def_name:
+                world.nested.append(node)
+            _add_wbt_children(world, child, node)
+        elif kind in ("HingeJoint", "SliderJoint"):
+            parameters, end = child.value("jointParameters"), child.value("endPoint")
+            default_axis = (1.0, 0.0, 0.0) if kind == "HingeJoint" else (0.0, 0.0, 1.0)
+            joint = FakeJoint(world, child.def_name or "", parent, kind,
+                              axis=parameters.value("axis", default_axis), anchor=parameters.value("anchor", (0, 0, 0)),
+                              position=parameters.value("position", 0.0), min_stop=parameters.value("minStop", 0.0),
+                              max_stop=parameters.value("maxStop", 0.0))
+            endpoint = FakeNode(world, end.def_name or "", "Solid", translation=end.value("translation", (0, 0, 0)),
+                                rotation=end.value("rotation", (0, 0, 1, 0)), physics=end.value("physics") is not None,
+                                parent=joint)
+            joint.attach(endpoint)
+            world.joints.append(joint)
+            world.nested += [n for n in (joint, endpoint) if n.def_name]
+            for device in child.fields.get("device", []):
+                if device.type_name in ("RotationalMotor", "LinearMotor"):
+                    world.devices.append(FakeMotor(
+                        world, device.value("name"), joint, min_position=device.value("minPosition", 0.0),
+                        max_position=device.value("maxPosition", 0.0), max_velocity=device.value("maxVelocity", 10.0),
+                        max_torque=device.value("maxTorque", 10.0), max_force=device.value("maxForce", 10.0),
+                        motor_type=FakeMotor.ROTATIONAL if device.type_name == "RotationalMotor" else FakeMotor.LINEAR))
+                elif device.type_name == "PositionSensor":
+                    world.devices.append(FakePositionSensor(world, device.value("name"), joint))
+            _add_wbt_children(world, end, endpoint)
+        elif kind == "Camera":
+            world.add_camera(name, int(child.value("width")), int(child.value("height")), child.value("fieldOfView"))
+        elif kind == "RangeFinder":
+            world.devices.append(FakeRangeFinder(
+                world, name, int(child.value("width")), int(child.value("height")), child.value("fieldOfView"),
+                min_range=child.value("minRange", 0.01), max_range=child.value("maxRange", 1.0)))
+        elif kind == "TouchSensor":
+            touch_type = {"bumper": FakeTouchSensor.BUMPER, "force-3d": FakeTouchSensor.FORCE3D}.get(
+                child.value("type", "bumper"), FakeTouchSensor.FORCE)
+            world.devices.append(FakeTouchSensor(world, name, sensor_type=touch_type))
+
+
 def install_fake_controller(monkeypatch: Any, world: FakeWorld) -> types.ModuleType:
     """Put a fake ``controller`` module over ``world`` into ``sys.modules`` for one test.
 
@@ -433,7 +881,8 @@ def install_fake_controller(monkeypatch: Any, world: FakeWorld) -> types.ModuleT
         world: the state the fake Supervisor exposes.
 
     Returns:
-        The fake module (``Robot``, ``Supervisor``, ``Node``, ``Field``, ``Camera``, ``TouchSensor``).
+        The fake module (``Robot``, ``Supervisor``, ``Node``, ``Field``, ``Camera``, ``TouchSensor``,
+        ``Motor``, ``PositionSensor``, ``RangeFinder``).
     """
     module = types.ModuleType("controller")
     module.Robot = FakeRobot
@@ -442,7 +891,131 @@ def install_fake_controller(monkeypatch: Any, world: FakeWorld) -> types.ModuleT
     module.Field = FakeField
     module.Camera = FakeCamera
     module.TouchSensor = FakeTouchSensor
+    module.Motor = FakeMotor
+    module.PositionSensor = FakePositionSensor
+    module.RangeFinder = FakeRangeFinder
     monkeypatch.setattr(FakeRobot, "created", None)
     monkeypatch.setattr(FakeSupervisor, "world", world, raising=False)
     monkeypatch.setitem(sys.modules, "controller", module)
     return module
+
+
+# ======================================================================================================
+# Perception fakes: tiny ONNX files in the YuNet / SFace formats, and a learner with two named inputs.
+# (This section's imports sit here, not at the top, so that it stays one block appended to the file.)
+# ======================================================================================================
+
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from perception.errors import InvalidArgumentError  # noqa: E402
+from perception.export import export_onnx  # noqa: E402
+from perception.learner import Learner  # noqa: E402
+from perception.specs import ArrayPreprocessing, ImagePreprocessing, TensorSpec  # noqa: E402
+
+
+def fake_model(kind: str, path: str | Path, input_size: tuple[int, int] = (64, 64)) -> Path:
+    """Write a tiny random-weight ONNX model in YuNet (``kind="yunet"``) or SFace format.
+
+    The YuNet fake has a fixed ``(1, 3, H, W)`` input and always "detects" one face centred at cell
+    (row 1, col 2) of stride 8, 16 px wide; the SFace fake maps ``(N, 3, 112, 112)`` to 128-d features.
+    """
+    from perception.faces.external import YUNET_OUTPUTS, YUNET_STRIDES
+
+    path = Path(path)
+    if kind == "yunet":
+        h, w = input_size
+
+        class _FakeYuNet(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                for s in YUNET_STRIDES:
+                    n = (h // s) * (w // s)
+                    cls = torch.zeros(1, n, 1)
+                    bbox = torch.zeros(1, n, 4)
+                    if s == 8:
+                        cls[0, 1 * (w // 8) + 2] = 1.0
+                        bbox[0, 1 * (w // 8) + 2] = torch.tensor([0.5, 0.5, math.log(2.0), math.log(2.5)])
+                    self.register_buffer(f"cls_{s}", cls)
+                    self.register_buffer(f"bbox_{s}", bbox)
+                    self.register_buffer(f"kps_{s}", torch.zeros(1, n, 10))
+
+            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                zero = x.mean() * 0.0  # ties outputs to the input so the graph keeps it
+                cls = [getattr(self, f"cls_{s}") + zero for s in YUNET_STRIDES]
+                return (*cls, *[c.clone() for c in cls], *[getattr(self, f"bbox_{s}") + zero for s in YUNET_STRIDES],
+                        *[getattr(self, f"kps_{s}") + zero for s in YUNET_STRIDES])
+
+        return export_onnx(_FakeYuNet(), [torch.zeros(1, 3, h, w)], path, input_names=["input"],
+                           output_names=list(YUNET_OUTPUTS))
+    if kind == "sface":
+        torch.manual_seed(0)
+        module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
+                                     torch.nn.Flatten(), torch.nn.Linear(128, 128))
+        return export_onnx(module, [torch.zeros(1, 3, 112, 112)], path, input_names=["data"], output_names=["fc1"],
+                           dynamic_axes={"data": {0: "batch"}, "fc1": {0: "batch"}})
+    raise InvalidArgumentError(f"fake model kind must be 'yunet' or 'sface', got {kind!r}")
+
+
+class FusionNet(torch.nn.Module):
+    """Image features (conv, global mean) and token features (embedding, mean over tokens), fused by a linear head.
+
+    Returns ``(logits (N, classes), features (N, 16))``.
+    """
+
+    def __init__(self, vocab: int = 10, classes: int = 3) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, 2, 1)
+        self.embed = torch.nn.Embedding(vocab, 8)
+        self.head = torch.nn.Linear(16, classes)
+
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.cat([torch.relu(self.conv(image)).mean((2, 3)), self.embed(tokens).mean(1)], 1)
+        return self.head(features), features
+
+
+class FusionTestLearner(Learner):
+    """A VQA-shaped learner with two named inputs: an RGB image and a variable-length list of question tokens.
+
+    Register it for save/load with ``monkeypatch.setitem(MODEL_REGISTRY, "fusion_test", FUSION_TEST_ENTRY)``.
+
+    Args:
+        image_size: side of the square network image.
+        vocab: token vocabulary size.
+        classes: answer classes.
+    """
+
+    name = "fusion_test"
+    version = "1"
+
+    def __init__(self, image_size: int = 16, vocab: int = 10, classes: int = 3) -> None:
+        super().__init__(image_size=image_size, vocab=vocab, classes=classes)
+
+    def build_network(self) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return FusionNet(self.config["vocab"], self.config["classes"])
+
+    def input_specs(self) -> list[TensorSpec]:
+        size = self.config["image_size"]
+        return [TensorSpec.image("image", ImagePreprocessing(size=(size, size))),
+                TensorSpec("tokens", [-1, -1], "int64", "question token ids, padded with 0",
+                           ArrayPreprocessing("int64", pad_value=0), value_range=[0, self.config["vocab"]])]
+
+    def output_spec(self) -> list[TensorSpec]:
+        return [TensorSpec("logits", [-1, self.config["classes"]], "float32", "answer logits"),
+                TensorSpec("features", [-1, 16], "float32", "fused image + question features")]
+
+    def fit(self, dataset: Any, **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+    def eval(self, dataset: Any, **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+    def infer(self, inputs: Any) -> np.ndarray:
+        """Answer class per sample of ``{"image": [RGB images], "tokens": [token lists]}``."""
+        return self.run_network(self.preprocess(inputs))["logits"].argmax(1)
+
+
+#: :data:`perception.learner.MODEL_REGISTRY` entry of :class:`FusionTestLearner`.
+FUSION_TEST_ENTRY = "tests.fakes:FusionTestLearner"

@@ -34,15 +34,10 @@ from tqdm import tqdm
 
 from perception.errors import InvalidArgumentError
 from perception.faces.dataset import FaceDataset
-from perception.learner import (
-    Learner,
-    Preprocessing,
-    TensorSpec,
-    TrainingCheckpoint,
-    check_image,
-    warmup_cosine,
-)
+from perception.learner import Learner
 from perception.metrics import average_precision, nms
+from perception.specs import ImagePreprocessing, TensorSpec, check_image
+from perception.training import TorchFitMixin, TrainingCheckpoint, warmup_cosine
 
 STRIDE = 4
 ALL_FACES_MIN_PX = 8.0  #: smallest face (frame pixels) that ``eval``'s all-faces AP counts
@@ -166,7 +161,7 @@ def focal_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
 
 
-class FaceDetectorLearner(Learner):
+class FaceDetectorLearner(TorchFitMixin, Learner):
     """Anchor-free face detector (see the module docstring).
 
     Args:
@@ -196,9 +191,8 @@ class FaceDetectorLearner(Learner):
     def build_network(self) -> nn.Module:
         return CenterFaceNet(self.config["width"])
 
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(size=tuple(self.config["input_size"]))
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec.image("input", ImagePreprocessing(size=tuple(self.config["input_size"])))]
 
     def output_spec(self) -> list[TensorSpec]:
         h, w = self.config["input_size"]
@@ -214,10 +208,18 @@ class FaceDetectorLearner(Learner):
             raise InvalidArgumentError("infer() got an empty list of images")
         for i, img in enumerate(images):
             check_image(img, f"image {i}")
-        out = self.run_network(self.preprocessing(images))[0]
+        out = self.run_network(self.preprocess({"input": images}))["output"]
         dets = decode_centernet(out, [img.shape[:2] for img in images], self.input_size, self.score_threshold,
                                 self.nms_iou)
         return dets[0] if single else dets
+
+    def calibration_inputs(self, dataset: FaceDataset | str | Path, samples: int) -> list[dict[str, np.ndarray]]:
+        """The first ``samples`` frames of a face dataset, preprocessed in batches, for int8 calibration."""
+        dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
+        frames = [img for _, (img, _) in zip(range(samples), dataset)]
+        if not frames:
+            raise InvalidArgumentError(f"no frames for calibration in {dataset.root}")
+        return self._batches(frames)
 
     # -- training --------------------------------------------------------------------------------
     def _load(self, dataset: FaceDataset, max_frames: int | None) -> tuple[np.ndarray, list, list]:

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from perception.errors import InvalidArgumentError, OnnxModelError
 from perception.faces.detector import FaceDetections
 from perception.faces.recognizer import FaceRecognizerLearner
-from perception.learner import ONNX_FILE, Learner, Preprocessing, TensorSpec, check_image, copy_file, validate_onnx
+from perception.learner import ONNX_FILE, Learner, copy_file, validate_onnx
 from perception.metrics import nms
+from perception.specs import ImagePreprocessing, TensorSpec, check_image
 
 YUNET_STRIDES = (8, 16, 32)
 YUNET_OUTPUTS = tuple(f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in YUNET_STRIDES)
@@ -61,7 +61,9 @@ class _OnnxOnly(Learner):
     def fit(self, dataset: Any, **kwargs: Any) -> dict[str, Any]:
         raise InvalidArgumentError(f"{self.name} wraps a user-supplied ONNX model and cannot be trained here")
 
-    def export(self, path: str | Path, format: str = "onnx", opset: int = 17, overwrite: bool = True) -> Path:
+    def export(self, path: str | Path, format: str = "onnx", opset: int | None = None,
+               overwrite: bool = True) -> Path:
+        """Copy the user's ONNX file to ``path`` (a ``.onnx`` file or a directory): it is the export."""
         path = Path(path)
         if path.suffix != ".onnx":
             path.mkdir(parents=True, exist_ok=True)
@@ -71,6 +73,13 @@ class _OnnxOnly(Learner):
 
     def _default_onnx(self) -> Path:
         return self.onnx_path
+
+    def _graph_image_spec(self, pre: ImagePreprocessing, description: str | None = None) -> TensorSpec:
+        """The image input spec under the graph's input name, with the graph's batch size (often fixed to 1)."""
+        name, shape = self.onnx_inputs[0]
+        spec = TensorSpec.image(name, pre, description)
+        spec.shape[0] = shape[0] if shape and shape[0] > 0 else -1
+        return spec
 
     def _write_extra_files(self, path: Path, manifest: dict[str, Any]) -> None:
         copy_file(self.onnx_path, path / ONNX_FILE)
@@ -115,10 +124,9 @@ class YuNetDetector(_OnnxOnly):
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
 
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(size=tuple(self.config["input_size"]), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-                             channels="BGR", scale=1.0)
+    def input_specs(self) -> list[TensorSpec]:
+        return [self._graph_image_spec(ImagePreprocessing(size=tuple(self.config["input_size"]), mean=(0.0, 0.0, 0.0),
+                                                          std=(1.0, 1.0, 1.0), channels="BGR", scale=1.0))]
 
     def output_spec(self) -> list[TensorSpec]:
         return [TensorSpec(n, [1, -1, 1 if n[:3] in ("cls", "obj") else (4 if n[:4] == "bbox" else 10)])
@@ -131,14 +139,8 @@ class YuNetDetector(_OnnxOnly):
         out = []
         for i, img in enumerate(images):
             check_image(img, f"image {i}")
-            raw = self.run_network(self.preprocessing([img]))
-            named = dict(zip(self._runtime_output_names(), raw))
-            out.append(self.decode(named, img.shape[:2]))
+            out.append(self.decode(self.run_network(self.preprocess([img])), img.shape[:2]))
         return out[0] if single else out
-
-    def _runtime_output_names(self) -> list[str]:
-        names = getattr(self.runtime, "output_names", None) or getattr(self.runtime, "outputs", None)
-        return list(names) if names else list(self.onnx_outputs)
 
     def decode(self, outputs: dict[str, np.ndarray], frame_size: tuple[int, int]) -> FaceDetections:
         """YuNet outputs -> detections in the frame's pixels."""
@@ -179,6 +181,12 @@ class YuNetDetector(_OnnxOnly):
 
         return FaceDetectorLearner.eval(self, dataset, **kwargs)  # type: ignore[arg-type]
 
+    def calibration_inputs(self, dataset: Any, samples: int) -> list[dict[str, np.ndarray]]:
+        """Frames of a face dataset for int8 calibration (as :meth:`FaceDetectorLearner.calibration_inputs`)."""
+        from perception.faces.detector import FaceDetectorLearner
+
+        return FaceDetectorLearner.calibration_inputs(self, dataset, samples)  # type: ignore[arg-type]
+
 
 class SFaceRecognizer(_OnnxOnly, FaceRecognizerLearner):
     """Face recogniser from an SFace-format ONNX file, with the same gallery, confidence and unknown rule.
@@ -208,13 +216,10 @@ class SFaceRecognizer(_OnnxOnly, FaceRecognizerLearner):
         self.threshold = threshold
         self.temperature = temperature
 
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(size=(112, 112), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=1.0,
-                             extra={"crop_margin": 1.15})
-
-    def input_spec(self) -> TensorSpec:
-        return TensorSpec(self.onnx_inputs[0][0], [-1, 3, 112, 112], "float32", "RGB 0..255")
+    def input_specs(self) -> list[TensorSpec]:
+        pre = ImagePreprocessing(size=(112, 112), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=1.0,
+                                 extra={"crop_margin": 1.15})
+        return [self._graph_image_spec(pre, "RGB 0..255")]
 
     def output_spec(self) -> list[TensorSpec]:
         return [TensorSpec(self.onnx_outputs[0], [-1, -1], "float32", "face feature (normalised here)")]
@@ -224,7 +229,7 @@ class SFaceRecognizer(_OnnxOnly, FaceRecognizerLearner):
         feats = []
         for i, c in enumerate(crops):
             check_image(c, f"face crop {i}")
-            feats.append(self.run_network(self.preprocessing([c]))[0].reshape(1, -1))
+            feats.append(self.run_network(self.preprocess([c]))[self.onnx_outputs[0]].reshape(1, -1))
         if not feats:
             return np.zeros((0, max(1, self.gallery.shape[1])), np.float32)
         f = np.concatenate(feats).astype(np.float32)
@@ -243,56 +248,3 @@ class SFaceRecognizer(_OnnxOnly, FaceRecognizerLearner):
 
     def eval(self, dataset: Any, **kwargs: Any) -> dict[str, Any]:
         return FaceRecognizerLearner.eval(self, dataset, **kwargs)
-
-
-def fake_model(kind: str, path: str | Path, input_size: tuple[int, int] = (64, 64)) -> Path:
-    """Write a tiny random-weight ONNX model in YuNet (``kind="yunet"``) or SFace format, for tests and demos.
-
-    The YuNet fake always "detects" one face centred at cell (row 1, col 2) of stride 8, 16 px wide.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "yunet":
-        h, w = input_size
-
-        class _FakeYuNet(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                for s in YUNET_STRIDES:
-                    n = (h // s) * (w // s)
-                    cls = torch.zeros(1, n, 1)
-                    bbox = torch.zeros(1, n, 4)
-                    if s == 8:
-                        cls[0, 1 * (w // 8) + 2] = 1.0
-                        bbox[0, 1 * (w // 8) + 2] = torch.tensor([0.5, 0.5, float(np.log(2.0)), float(np.log(2.5))])
-                    self.register_buffer(f"cls_{s}", cls)
-                    self.register_buffer(f"bbox_{s}", bbox)
-                    self.register_buffer(f"kps_{s}", torch.zeros(1, n, 10))
-
-            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                zero = x.mean() * 0.0  # ties outputs to the input so the graph keeps it
-                cls = [getattr(self, f"cls_{s}") + zero for s in YUNET_STRIDES]
-                return (*cls, *[c.clone() for c in cls], *[getattr(self, f"bbox_{s}") + zero for s in YUNET_STRIDES],
-                        *[getattr(self, f"kps_{s}") + zero for s in YUNET_STRIDES])
-
-        module: torch.nn.Module = _FakeYuNet()
-        dummy = torch.zeros(1, 3, h, w)
-        names = list(YUNET_OUTPUTS)
-        dynamic = None
-    elif kind == "sface":
-        torch.manual_seed(0)
-        module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
-                                     torch.nn.Flatten(), torch.nn.Linear(128, 128))
-        dummy = torch.zeros(1, 3, 112, 112)
-        names = ["fc1"]
-        dynamic = {"data": {0: "batch"}, "fc1": {0: "batch"}}
-    else:
-        raise InvalidArgumentError(f"fake model kind must be 'yunet' or 'sface', got {kind!r}")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (dummy,), str(path), dynamo=False, opset_version=17,
-                          input_names=["input" if kind == "yunet" else "data"], output_names=names,
-                          dynamic_axes=dynamic)
-    return path

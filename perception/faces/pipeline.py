@@ -9,7 +9,8 @@ import numpy as np
 
 from perception.faces.detector import FaceDetections
 from perception.faces.recognizer import UNKNOWN, FaceRecognizerLearner
-from perception.learner import Learner, check_image, load_model
+from perception.learner import Learner, load_model
+from perception.specs import check_image
 
 
 @dataclass
@@ -43,18 +44,18 @@ class FacePipeline:
 
     @classmethod
     def load(cls, detector_dir: str | Path, recognizer_dir: str | Path, runtime: str = "onnxruntime",
-             threads: int = 0) -> FacePipeline:
-        """Load both saved models and select ``runtime`` for each."""
+             threads: int = 0, precision: str | None = None) -> FacePipeline:
+        """Load both saved models and select ``runtime`` (and ``precision``, e.g. ``int8``) for each."""
         det, rec = load_model(detector_dir), load_model(recognizer_dir)
         for model in (det, rec):
             if model.net is not None or runtime != "torch":
-                model.set_runtime(runtime, threads=threads)
+                model.set_runtime(runtime, threads=threads, precision=precision)
         return cls(det, rec)  # type: ignore[arg-type]
 
-    def set_runtime(self, name: str, threads: int = 0) -> FacePipeline:
-        """Select the runtime of both models."""
-        self.detector.set_runtime(name, threads=threads)
-        self.recognizer.set_runtime(name, threads=threads)
+    def set_runtime(self, name: str, threads: int = 0, precision: str | None = None) -> FacePipeline:
+        """Select the runtime (and precision) of both models."""
+        self.detector.set_runtime(name, threads=threads, precision=precision)
+        self.recognizer.set_runtime(name, threads=threads, precision=precision)
         return self
 
     def __call__(self, frame: np.ndarray) -> list[FaceResult]:

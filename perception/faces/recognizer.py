@@ -28,16 +28,11 @@ from torch import nn
 from tqdm import tqdm
 
 from perception.errors import EnrollmentError, InvalidArgumentError
-from perception.faces.dataset import FaceDataset, render_gallery
+from perception.faces.dataset import FaceDataset
 from perception.faces.detector import conv_bn, dw_block
-from perception.learner import (
-    Learner,
-    Preprocessing,
-    TensorSpec,
-    TrainingCheckpoint,
-    check_image,
-    warmup_cosine,
-)
+from perception.learner import Learner
+from perception.specs import ImagePreprocessing, TensorSpec, check_image
+from perception.training import TorchFitMixin, TrainingCheckpoint, warmup_cosine
 
 UNKNOWN = "unknown"
 #: distance bins (m) and |yaw| bins (degrees) of the accuracy curves
@@ -109,7 +104,7 @@ class Recognition:
     scores: dict[str, float] = field(default_factory=dict)  # calibrated probability per gallery identity
 
 
-class FaceRecognizerLearner(Learner):
+class FaceRecognizerLearner(TorchFitMixin, Learner):
     """Face recogniser with a one-shot gallery (see the module docstring).
 
     Args:
@@ -143,10 +138,10 @@ class FaceRecognizerLearner(Learner):
     def build_network(self) -> nn.Module:
         return FaceEmbeddingNet(self.config["embedding_dim"], self.config["width"])
 
-    @property
-    def preprocessing(self) -> Preprocessing:
+    def input_specs(self) -> list[TensorSpec]:
         size = self.config["crop_size"]
-        return Preprocessing(size=(size, size), extra={"crop_margin": 1.15, "crop": "square on the face box"})
+        pre = ImagePreprocessing(size=(size, size), extra={"crop_margin": 1.15, "crop": "square on the face box"})
+        return [TensorSpec.image("input", pre)]
 
     def output_spec(self) -> list[TensorSpec]:
         return [TensorSpec("embedding", [-1, self.config["embedding_dim"]], "float32", "L2-normalised embedding")]
@@ -174,7 +169,7 @@ class FaceRecognizerLearner(Learner):
             return np.zeros((0, self.gallery.shape[1]), np.float32)
         for i, c in enumerate(crops):
             check_image(c, f"face crop {i}")
-        out = [self.run_network(self.preprocessing(crops[i:i + batch_size]))[0]
+        out = [self.run_network(self.preprocess({"input": crops[i:i + batch_size]}))["embedding"]
                for i in range(0, len(crops), batch_size)]
         return np.concatenate(out).astype(np.float32)
 
@@ -272,9 +267,21 @@ class FaceRecognizerLearner(Learner):
         return np.stack(crops), np.array(ids), np.array(frames)
 
     def enroll_gallery(self, dataset: FaceDataset, identities: list[int]) -> None:
-        """Enrol ``identities`` of ``dataset``'s world from one frontal 1 m render each."""
-        for idx, image, label in render_gallery(dataset.config, dataset.root / "world", identities):
-            self.enroll(dataset.identities[idx].name, image, label.box)
+        """Enrol ``identities`` of ``dataset``'s world from its frontal 1 m reference frame each."""
+        names = dataset.identity_names
+        for idx, image, label in dataset.gallery(identities):
+            self.enroll(names[idx], image, label.box)
+
+    def calibration_inputs(self, dataset: FaceDataset | str | Path, samples: int) -> list[dict[str, np.ndarray]]:
+        """``samples`` face crops (visible faces of the first frames), preprocessed in batches, for int8
+        calibration: the recogniser sees crops, not frames."""
+        dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
+        # Frames hold about one usable face each, often fewer: read a few times as many frames as crops wanted.
+        crops, _, _ = self._crops(dataset, None, 8.0, self.crop_size, 1.15, max_frames=4 * samples)
+        if not len(crops):
+            raise InvalidArgumentError(f"no visible faces for calibration in the first {4 * samples} frames of "
+                                       f"{dataset.root}")
+        return self._batches(list(crops[:samples]))
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, dataset: FaceDataset | str | Path, epochs: int = 20, batch_size: int = 64, lr: float = 3e-3,
@@ -360,7 +367,7 @@ class FaceRecognizerLearner(Learner):
             m = (big - size) // 2
             val = ~train_mask
             emb = self.embed(list(crops[val, m:m + size, m:m + size]))
-            names = [dataset.identities[i].name for i in ids[val]]
+            names = [dataset.identity_names[i] for i in ids[val]]
             self.calibrate(emb, names)
             summary.update(temperature=self.temperature, threshold=self.threshold)
         return summary
@@ -418,7 +425,7 @@ class FaceRecognizerLearner(Learner):
         dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
         heldout = dataset.heldout_identities
         unknown_ids = set(heldout[max(1, len(heldout) // 2):])
-        names = [f.name for f in dataset.identities]
+        names = dataset.identity_names
         rows = []  # (distance, |yaw|, visible, enrolled, correct, rejected, confidence of truth, rank-1 correct)
         crops, where = [], []
         for n, (img, label) in enumerate(tqdm(dataset, disable=not progress, desc="eval face_recognizer")):

@@ -8,7 +8,7 @@ from agents.training import TrainConfig, load_agent, make_eval_env, seeds_for, t
 
 @pytest.mark.slow
 def test_ppo_td_tracks_after_20k_steps(tmp_path):
-    config = TrainConfig(steps=20_000, seed=0, env_kwargs={"reward": "td", "action_mode": "discrete"})
+    config = TrainConfig(task="tracking", steps=20_000, seed=0, env_kwargs={"reward": "td", "action_mode": "discrete"})
     train(config, tmp_path / "run", progress_bar=False)
     _, agent = load_agent(tmp_path / "run")
     env = make_eval_env(config)

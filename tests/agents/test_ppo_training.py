@@ -26,6 +26,7 @@ TINY = {
 
 def _tiny_config(**kw):
     base = dict(
+        task="tracking",
         steps=128,
         n_envs=1,
         checkpoint_every=64,

@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from perception.faces.detector import FaceDetectorLearner
-from perception.faces.external import fake_model
 from perception.runtime import tensorrt_available
 from scripts.cli import main
+from tests.fakes import fake_model
 
 from .conftest import shipped
 

@@ -31,15 +31,16 @@ def test_onnxruntime_matches_torch(which: str, tiny_detector: FaceDetectorLearne
                                    tmp_path: Path) -> None:
     model: Learner = tiny_detector if which == "detector" else tiny_recognizer
     path = model.export(tmp_path)
-    ort = OnnxRuntime(path, threads=1)
-    shape = model.input_spec().shape[1:]
+    ort = OnnxRuntime(path, threads=1, inputs=model.input_specs())
+    shape = model.input_specs()[0].shape[1:]
     random = np.random.default_rng(0).normal(size=(100, *shape)).astype(np.float32)
     for x in (random, _real_inputs(model, tiny_dataset)):
-        ref = model.run_network(x)
-        got = ort.run(x)
-        for a, b in zip(ref, got):
-            assert a.shape == b.shape
-            assert np.abs(a - b).max() <= TOLERANCES["onnxruntime"]
+        ref = model.run_network({"input": x})
+        got = ort.run({"input": x})
+        assert list(ref) == list(got) == [o.name for o in model.output_spec()]
+        for name, a in ref.items():
+            assert a.shape == got[name].shape
+            assert np.abs(a - got[name]).max() <= TOLERANCES["onnxruntime"]
 
 
 def test_runtime_switch_gives_same_results(tiny_detector: FaceDetectorLearner, tiny_dataset: FaceDataset,
@@ -73,10 +74,10 @@ def test_tensorrt_fp16_matches_torch(tiny_detector: FaceDetectorLearner, tmp_pat
     from perception.runtime import TensorRTRuntime
 
     engine = tiny_detector.optimize(tmp_path, precision="fp16")
-    x = np.random.default_rng(0).normal(size=(4, *tiny_detector.input_spec().shape[1:])).astype(np.float32)
-    ref = tiny_detector.run_network(x)
-    got = TensorRTRuntime(engine).run(x)
-    assert np.abs(ref[0] - got[0]).max() <= TOLERANCES["tensorrt-fp16"]
+    x = np.random.default_rng(0).normal(size=(4, *tiny_detector.input_specs()[0].shape[1:])).astype(np.float32)
+    ref = tiny_detector.run_network({"input": x})
+    got = TensorRTRuntime(engine, inputs=tiny_detector.input_specs()).run({"input": x})
+    assert np.abs(ref["output"] - got["output"]).max() <= TOLERANCES["tensorrt-fp16"]
 
 
 def test_optimize_without_tensorrt_says_why(tiny_detector: FaceDetectorLearner, tmp_path: Path) -> None:

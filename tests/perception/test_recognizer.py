@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from envs.worlds.face_scenes import render_gallery
 from perception.errors import EnrollmentError
-from perception.faces.dataset import FaceDataset, FaceSceneConfig, render_gallery
+from perception.faces.dataset import FaceDataset, FaceSceneConfig
 from perception.faces.detector import FaceDetectorLearner
 from perception.faces.recognizer import UNKNOWN, FaceRecognizerLearner
 from perception.learner import load_model
@@ -58,7 +59,7 @@ def test_enrolment_needs_a_face(tiny_recognizer: FaceRecognizerLearner, tiny_det
 
 def test_enrol_without_retraining(tiny_recognizer: FaceRecognizerLearner, tiny_dataset: FaceDataset) -> None:
     before = len(tiny_recognizer.gallery_names)
-    _, image, label = render_gallery(tiny_dataset.config, tiny_dataset.root / "world", [7])[0]
+    _, image, label = tiny_dataset.gallery([7])[0]
     emb = tiny_recognizer.enroll("newcomer", image, label.box)
     assert len(tiny_recognizer.gallery_names) == before + 1
     assert np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-5)

@@ -15,7 +15,8 @@ TINY = {"n_steps": 32, "batch_size": 32, "n_epochs": 1,
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    train(TrainConfig(steps=32, n_envs=1, checkpoint_every=32, agent_overrides=TINY), run, progress_bar=False)
+    train(TrainConfig(task="tracking", steps=32, n_envs=1, checkpoint_every=32, agent_overrides=TINY), run,
+          progress_bar=False)
     return run
 
 
