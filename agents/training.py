@@ -11,6 +11,7 @@ comes from its spec (:data:`envs.specs.TASKS`); nothing here names a task.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import envs  # noqa: F401  (registers the environments)
 from agents.checkpoints import AtomicCheckpointCallback, latest_checkpoint, load_model, save_model_atomic
 from common.io import atomic_write_json
 from common.seeding import EVAL_STREAM, derive_seeds
-from envs.errors import CheckpointError, InvalidArgumentError, UnknownNameError, check_choice
+from envs.errors import CheckpointError, InvalidArgumentError, UnknownNameError, VantageError, check_choice
 from envs.specs import TASKS, TaskSpec, get_task
 
 ALGOS = ("ppo", "rainbow")
@@ -80,8 +81,15 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name}={value!r} must be an integer >= 1")
         if self.preset is None:
-            self.preset = spec.preset(self.algo)
+            try:
+                self.preset = spec.preset(self.algo)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"{exc} ({self.algo} presets: {', '.join(algo_presets(self.algo))})"
+                                           ) from None
         check_choice(f"{self.algo} preset", self.preset, algo_presets(self.algo))
+        known = set(inspect.signature(algo_class(self.algo).__init__).parameters) - {"self", "env", "kwargs"}
+        for key in self.agent_overrides:
+            check_choice(f"{self.algo} setting", key, known)
 
     @property
     def spec(self) -> TaskSpec:
@@ -179,17 +187,24 @@ def build_agent(config: TrainConfig, env: VecEnv, run_dir: Path | None = None) -
     """A fresh agent for ``config`` on ``env``."""
     config.validate()
     tb = str(Path(run_dir) / "tb") if run_dir is not None else None
-    if config.algo == "ppo":
-        from agents.ppo import make_ppo
+    try:
+        if config.algo == "ppo":
+            from agents.ppo import make_ppo
 
-        return make_ppo(
-            env, config.preset, normalize_rewards=config.normalize_rewards, overrides=config.agent_overrides,
-            seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
-        )
-    from agents.rainbow import Rainbow
+            return make_ppo(
+                env, config.preset, normalize_rewards=config.normalize_rewards, overrides=config.agent_overrides,
+                seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
+            )
+        from agents.rainbow import Rainbow
 
-    return Rainbow.from_preset(config.preset, env, seed=config.seed, tensorboard_log=tb, device="cpu", verbose=0,
-                               **config.agent_overrides)
+        return Rainbow.from_preset(config.preset, env, seed=config.seed, tensorboard_log=tb, device="cpu",
+                                   verbose=0, **config.agent_overrides)
+    except VantageError:
+        raise
+    except (TypeError, ValueError, AssertionError) as exc:
+        # SB3 checks its arguments with asserts and plain exceptions; say which settings they came from.
+        raise InvalidArgumentError(f"{config.algo} preset {config.preset!r} with overrides {config.agent_overrides} "
+                                   f"does not build on {config.env_id}: {exc}") from exc
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:

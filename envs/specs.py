@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs.errors import UnknownNameError, lookup
+from envs.errors import InvalidArgumentError, UnknownNameError, lookup
 
 __all__ = ["ASSETS", "TASKS", "DemoSpec", "TaskOption", "TaskSpec", "get_task", "resolve", "task_of_env"]
 
@@ -122,10 +122,15 @@ class TaskSpec:
         return resolve(lookup(f"{self.name} baseline", dict(self.baselines), name))(env)
 
     def preset(self, algo: str) -> str:
-        """The default preset of ``algo`` for this task."""
+        """The default preset of ``algo`` for this task.
+
+        Raises:
+            InvalidArgumentError: the task names no default for ``algo`` (a preset must then be chosen).
+        """
         if algo not in self.presets:
-            raise UnknownNameError(f"algorithm with a default preset for {self.name} (pass --preset to train "
-                                   f"{algo} on it)", algo, self.presets)
+            defaults = ", ".join(f"{a}: {p}" for a, p in self.presets.items()) or "none"
+            raise InvalidArgumentError(f"task {self.name!r} has no default {algo} preset (its defaults: {defaults});"
+                                       f" choose one with --preset")
         return self.presets[algo]
 
 

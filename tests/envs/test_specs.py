@@ -43,7 +43,7 @@ def test_task_classes_share_the_base() -> None:
 def test_unknown_names_list_the_known_ones() -> None:
     with pytest.raises(UnknownNameError, match="unknown task 'juggling'; known: face-recognition, tracking"):
         get_task("juggling")
-    with pytest.raises(UnknownNameError, match="rainbow"):
+    with pytest.raises(InvalidArgumentError, match="no default rainbow preset"):
         get_task("face-recognition").preset("rainbow")
     with pytest.raises(UnknownNameError, match="tracking baseline 'rule'; known: static"):
         get_task("tracking").make_baseline("rule", None)

@@ -71,3 +71,17 @@ def test_demo_on_a_given_run(tiny_run, tmp_path):
     assert "## tracking" in (out / "README.md").read_text()
     table = (out / "tracking" / "results.md").read_text()
     assert "active (PPO), constant" in table and "static, switching" in table
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["tracking", "--set", "no_such_key=1"], "unknown ppo setting 'no_such_key'"),
+    (["tracking", "--set", "n_steps=-5"], "does not build"),
+    (["tracking", "--env", "no_such_setting=1"], "TrackingSettings setting 'no_such_setting'"),
+    (["tracking", "--preset", "face-turbo"], "unknown ppo preset 'face-turbo'"),
+    (["face-recognition", "--algo", "rainbow"], "no default rainbow preset"),
+])
+def test_train_with_bad_settings_says_one_line_and_leaves_no_run(tmp_path, args, message):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", *args, "--steps", "8", "--no-progress", "--out", str(run)])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and not run.exists()
