@@ -3,8 +3,12 @@
 >>> from agents.rainbow import Rainbow
 >>> model = Rainbow.from_preset("cartpole", "CartPole-v1", seed=0)  # doctest: +SKIP
 >>> model.learn(50_000)  # doctest: +SKIP
+
+The ablation benchmark (``vantage bench rainbow``) lives in :mod:`agents.rainbow.ablation`; its entry points are
+exported here too.
 """
 
+from agents.rainbow.ablation import AblationConfig, measure_throughput, run_ablation
 from agents.rainbow.buffers import PrioritizedReplayBuffer, RainbowReplayBuffer, RainbowSamples, SumTree
 from agents.rainbow.policies import (
     CnnPolicy,
@@ -18,6 +22,7 @@ from agents.rainbow.rainbow import PRESETS, Rainbow, project_distribution, read_
 
 __all__ = [
     "PRESETS",
+    "AblationConfig",
     "CnnPolicy",
     "MlpPolicy",
     "MultiInputPolicy",
@@ -29,6 +34,8 @@ __all__ = [
     "RainbowReplayBuffer",
     "RainbowSamples",
     "SumTree",
+    "measure_throughput",
     "project_distribution",
     "read_manifest",
+    "run_ablation",
 ]

@@ -1,11 +1,13 @@
-"""``vantage bench rainbow`` on a toy budget: runs, reuse, the summary-only mode and bad input."""
+"""``vantage bench rainbow`` on a toy budget: runs, reuse, the summary-only mode and bad input.
+
+The library behind it (summaries, run keys, steps to threshold) is tested in tests/agents/test_rainbow_ablation.py.
+"""
 
 import json
 
 import pytest
 from click.testing import CliRunner
 
-from scripts.bench_rainbow import steps_to_threshold
 from scripts.cli import main
 
 # CartPole's preset learns from step 1000 and collects 256 steps per round: 1536 steps end on a round.
@@ -62,16 +64,6 @@ def test_runs_of_another_preset_are_not_reused(bench_out, monkeypatch):
     assert "no stored runs" in result.output
 
 
-def test_set_overrides_the_preset_for_rainbow_and_the_shared_dqn_keys():
-    from scripts.bench_rainbow import AblationConfig
-
-    config = AblationConfig(env="tracking", overrides={"learning_rate": 2.5e-4, "sigma0": 0.1})
-    assert config.model_kwargs("rainbow")["learning_rate"] == 2.5e-4
-    assert config.model_kwargs("rainbow")["sigma0"] == 0.1
-    assert config.model_kwargs("dqn")["learning_rate"] == 2.5e-4 and "sigma0" not in config.model_kwargs("dqn")
-    assert config.run_key("rainbow", 0) != AblationConfig(env="tracking").run_key("rainbow", 0)
-
-
 def test_set_rejects_unknown_settings(tmp_path):
     result = CliRunner().invoke(main, [*TOY, "--set", "learning_rat=1e-3", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "learning_rat" in result.output
@@ -87,21 +79,6 @@ def test_unknown_variant_is_named(tmp_path):
     result = CliRunner().invoke(main, [*TOY, "--variants", "rainbow,no_magic", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "no_magic" in str(result.exception) + result.output
-
-
-def test_steps_to_threshold():
-    curve = [[0, 10.0, 0.0], [100, 480.0, 1.0], [200, 500.0, 0.0]]
-    assert steps_to_threshold(curve, 475) == 100
-    assert steps_to_threshold(curve, 501) is None
-    assert steps_to_threshold(curve, None) is None
-
-
-def test_steps_to_threshold_on_episode_length():
-    """Tracking is judged on episode length (column 3); old 3-column points never count as reaching it."""
-    curve = [[0, -1.0, 0.1, 18.0], [5000, -0.9, 0.1, 600.0], [10000, -0.2, 0.1, 1000.0]]
-    assert steps_to_threshold(curve, 950, column=3) == 10000
-    assert steps_to_threshold(curve, -0.5, column=1) == 10000
-    assert steps_to_threshold([[0, 1.0, 0.0]], 950, column=3) is None
 
 
 def test_throughput_mode_times_training_after_warm_up(tmp_path):
