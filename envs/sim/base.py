@@ -12,18 +12,37 @@ Conventions (both backends):
 * Images are ``uint8`` arrays of shape ``(height, width, 3)`` in RGB order; depth is ``float32`` metres.
 * A planar velocity command is a body-frame forward speed (m/s) and a yaw rate (rad/s), held until changed
   and cleared by :meth:`SimBackend.reset`.
+
+Articulated bodies (arms, grippers) are described by four more kinds of names:
+
+* **Joints** are 1-DoF hinge (radians) and slide (metres) joints. Free and planar base joints are not
+  joints here: they stay the machinery of *entities*. :meth:`SimBackend.set_joint_positions` teleports
+  (for resets) and zeroes the joints' velocities; limits are ``(-inf, inf)`` for an unlimited joint.
+* **Actuators** take one control each. What it means is the actuator's: the target angle of a position
+  servo, the torque of a motor. Controls are held over following steps until replaced and cleared by
+  :meth:`SimBackend.reset`; a control outside the actuator's range, or not finite, raises
+  :class:`~envs.errors.InvalidArgumentError` (a control is never clipped silently).
+* **Force/torque sensors** read ``[fx, fy, fz, tx, ty, tz]`` (N, N m) in the sensor's own frame: the wrench
+  the parent side exerts on the child side, torque about the sensor origin. With ``substeps=True`` they
+  give the readings after every physics substep of the last :meth:`SimBackend.step`.
+* **Sites** are frames fixed to a body (an end effector, a sensor mount). :meth:`SimBackend.site_jacobian`
+  maps joint velocities to the site's world-frame velocity: rows are linear x, y, z then angular x, y, z.
+
+Every name-taking method raises :class:`~envs.errors.UnknownNameError` listing the known names. A backend
+without one of these features raises :class:`~envs.errors.SimulatorError` naming itself.
 """
 
 from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
 
-from envs.errors import SimulatorError, UnknownNameError
+from envs.errors import InvalidArgumentError, SimulatorError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,126 @@ class Pose:
         w2, y2 = math.cos(pitch / 2), math.sin(pitch / 2)
         # yaw about +z, then pitch about the new +y (a yaw-pitch quaternion product written out)
         return cls(eye, np.array([w1 * w2, -z1 * y2, w1 * y2, z1 * w2]))
+
+    @classmethod
+    def from_matrix(cls, position: np.ndarray, rotation: np.ndarray) -> Self:
+        """A pose from a position and a rotation matrix whose columns are the frame's axes in the world.
+
+        Args:
+            position: ``(3,)`` world position.
+            rotation: ``(3, 3)`` or row-major ``(9,)`` rotation matrix (Webots' ``Node.getOrientation``).
+        """
+        r = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
+        # Shepperd's method: take the square root of the largest of the four candidates for stability.
+        trace = r[0, 0] + r[1, 1] + r[2, 2]
+        if trace > 0:
+            s = 2.0 * math.sqrt(trace + 1.0)
+            q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
+        elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
+            s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
+            q = [(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
+        elif r[1, 1] > r[2, 2]:
+            s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
+            q = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s]
+        else:
+            s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
+            q = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s]
+        return cls(np.asarray(position, dtype=np.float64), np.array(q))
+
+    @property
+    def rotation_matrix(self) -> np.ndarray:
+        """``(3, 3)`` rotation whose columns are the frame's x, y and z axes in the world."""
+        w, x, y, z = self.quaternion
+        return np.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ])
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument checks shared by the backends (one wording for both simulators)
+# --------------------------------------------------------------------------------------------------
+
+
+def check_names(kind: str, names: Sequence[str], known: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, each one of ``known``.
+
+    Raises:
+        InvalidArgumentError: ``names`` is a single string (pass a one-element list) or empty.
+        UnknownNameError: a name is not known; the message lists the known ones.
+    """
+    if isinstance(names, str):
+        raise InvalidArgumentError(f"{kind} names must be a sequence of names, got the string {names!r}")
+    names = tuple(names)
+    if not names:
+        raise InvalidArgumentError(f"need at least one {kind} name, got an empty sequence")
+    known = set(known)
+    for name in names:
+        if name not in known:
+            raise UnknownNameError(kind, name, known)
+    return names
+
+
+def check_joint_values(
+    joints: Sequence[str], values: Sequence[float] | np.ndarray, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
+    """``values`` as float64 ``(len(joints),)``, finite and within ``[low, high]`` joint by joint.
+
+    Raises:
+        InvalidArgumentError: wrong shape, a value that is not finite or outside its joint's limits.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (len(joints),):
+        raise InvalidArgumentError(
+            f"need {len(joints)} joint values of shape ({len(joints)},) for {list(joints)}, got shape {array.shape}"
+        )
+    for name, value, lo, hi in zip(joints, array, low, high):
+        if not math.isfinite(value):
+            raise InvalidArgumentError(f"joint {name!r} value {float(value)!r} is not finite")
+        if not lo - 1e-9 <= value <= hi + 1e-9:
+            raise InvalidArgumentError(f"joint {name!r} value {float(value)!r} is outside its limits [{lo}, {hi}]")
+    return array
+
+
+def check_controls(controls: Mapping[str, float], ranges: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """``controls`` as ``{actuator: float}``, each known, finite and within its actuator's range.
+
+    Everything is checked before anything is applied, so a rejected call changes nothing.
+
+    Raises:
+        UnknownNameError: an actuator is not one of ``ranges``.
+        InvalidArgumentError: a control is not a finite number inside ``[low, high]`` of its actuator.
+    """
+    if not isinstance(controls, Mapping):
+        raise InvalidArgumentError(f"controls must be a mapping {{actuator: value}}, got {type(controls).__name__}")
+    checked = {}
+    for name, value in controls.items():
+        if name not in ranges:
+            raise UnknownNameError("actuator", name, ranges)
+        low, high = ranges[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"control for actuator {name!r} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise InvalidArgumentError(f"control {number!r} for actuator {name!r} is not finite")
+        if not low <= number <= high:
+            raise InvalidArgumentError(
+                f"control {number!r} for actuator {name!r} is outside its control range [{low}, {high}]"
+            )
+        checked[name] = number
+    return checked
+
+
+def hinge_jacobian_column(axis: np.ndarray, anchor: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Velocity of ``point`` (linear, then angular) per unit rate of a hinge about ``axis`` through ``anchor``.
+
+    All vectors are world-frame; ``axis`` is normalised here. A slide joint's column is ``[axis, 0]``.
+    """
+    axis = np.asarray(axis, dtype=np.float64)
+    axis = axis / np.linalg.norm(axis)
+    return np.concatenate([np.cross(axis, np.asarray(point, dtype=np.float64) - anchor), axis])
 
 
 class SimBackend(abc.ABC):
@@ -132,6 +271,21 @@ class SimBackend(abc.ABC):
     def get_pose(self, entity: str) -> Pose:
         """World pose of ``entity``."""
 
+    def get_frame(self, entity: str) -> tuple[np.ndarray, np.ndarray]:
+        """World position ``(3,)`` and rotation matrix ``(3, 3)`` (columns: the entity's axes) of ``entity``.
+
+        The simulator's own matrix, where it keeps one: labelling code that projects points fixed to a body
+        gets the same numbers as the renderer, to the last bit.
+        """
+        pose = self.get_pose(entity)
+        w, x, y, z = pose.quaternion
+        rotation = np.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ])
+        return pose.position, rotation
+
     @abc.abstractmethod
     def set_pose(self, entity: str, pose: Pose) -> None:
         """Teleport ``entity`` to ``pose`` (velocities of a moved body are zeroed)."""
@@ -150,7 +304,11 @@ class SimBackend(abc.ABC):
         """RGB image from ``camera`` as ``uint8 (H, W, 3)``."""
 
     def render_depth(self, camera: str) -> np.ndarray:
-        """Depth image from ``camera`` in metres as ``float32 (H, W)``."""
+        """Depth image from ``camera`` in metres as ``float32 (H, W)``, pixel for pixel with :meth:`render`.
+
+        A pixel's depth is the distance along the optical axis to the surface it sees (the depth
+        :meth:`project` gives for points), not the length of the ray.
+        """
         raise SimulatorError(f"{type(self).__name__} does not render depth")
 
     def camera_shape(self, camera: str) -> tuple[int, int]:
@@ -204,3 +362,88 @@ class SimBackend(abc.ABC):
         """Scale every light's diffuse intensity by ``scale`` (relative to the world file) and set the
         ambient term of the camera headlight to ``ambient``; :meth:`reset` restores the file's lighting."""
         raise SimulatorError(f"{type(self).__name__} cannot change the lighting")
+
+    # -- articulated bodies: joints, actuators, force/torque sensors, sites ------------------------------
+    def _unsupported(self, feature: str) -> SimulatorError:
+        return SimulatorError(f"{type(self).__name__} for {getattr(self, 'world', 'this world')} has no {feature}")
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Names of the hinge and slide joints (free and planar base joints belong to entities)."""
+        return ()
+
+    def get_joint_positions(self, joints: Sequence[str]) -> np.ndarray:
+        """Positions of ``joints`` (radians or metres) as float64 ``(len(joints),)``, in the order given."""
+        raise self._unsupported("joints")
+
+    def get_joint_velocities(self, joints: Sequence[str]) -> np.ndarray:
+        """Velocities of ``joints`` (rad/s or m/s) as float64 ``(len(joints),)``, in the order given."""
+        raise self._unsupported("joints")
+
+    def set_joint_positions(self, joints: Sequence[str], values: Sequence[float] | np.ndarray) -> None:
+        """Teleport ``joints`` to ``values`` and zero their velocities (for resets; no physics is simulated).
+
+        Held actuator controls are not changed: command position servos to the same values to hold the pose.
+
+        Raises:
+            InvalidArgumentError: wrong number of values, a value not finite or outside the joint limits.
+        """
+        raise self._unsupported("joints")
+
+    def joint_limits(self, joints: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` float64 arrays of the joints' limits; ``-inf``/``inf`` where a joint is unlimited."""
+        raise self._unsupported("joints")
+
+    @property
+    def actuator_names(self) -> tuple[str, ...]:
+        """Names of the actuators :meth:`set_actuator_controls` accepts."""
+        return ()
+
+    def set_actuator_controls(self, controls: Mapping[str, float]) -> None:
+        """Set the controls of some actuators; the others keep theirs.
+
+        Controls are held over following steps until replaced and cleared by :meth:`reset`. What a control
+        means is the actuator's: a target position for a position servo, a torque for a motor.
+
+        Raises:
+            UnknownNameError: an actuator is not known.
+            InvalidArgumentError: a control is not finite or outside the actuator's range (nothing is applied).
+        """
+        raise self._unsupported("actuators")
+
+    def actuator_ranges(self, actuators: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` float64 arrays of the actuators' control ranges; ``-inf``/``inf`` where unlimited."""
+        raise self._unsupported("actuators")
+
+    @property
+    def force_torque_names(self) -> tuple[str, ...]:
+        """Names of the 6-axis force/torque sensors :meth:`read_force_torque` reads."""
+        return ()
+
+    def read_force_torque(self, name: str, substeps: bool = False) -> np.ndarray:
+        """Wrench ``[fx, fy, fz, tx, ty, tz]`` (N, N m) measured by force/torque sensor ``name``.
+
+        Args:
+            name: one of :attr:`force_torque_names`.
+            substeps: ``False`` for the current reading, float64 ``(6,)``; ``True`` for the readings after
+                each physics substep of the last :meth:`step`, float64 ``(n_substeps, 6)`` (oldest first; its
+                last row is the current reading).
+        """
+        raise self._unsupported("force/torque sensors")
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        """Names of the sites (frames fixed to bodies) :meth:`get_site_pose` and :meth:`site_jacobian` take."""
+        return ()
+
+    def get_site_pose(self, site: str) -> Pose:
+        """World pose of ``site``."""
+        raise self._unsupported("sites")
+
+    def site_jacobian(self, site: str, joints: Sequence[str]) -> np.ndarray:
+        """Float64 ``(6, len(joints))`` Jacobian of ``site``'s world velocity w.r.t. the joints' velocities.
+
+        Rows are linear velocity x, y, z then angular velocity x, y, z, in the world frame; columns follow
+        ``joints``. A joint that does not move the site has a zero column.
+        """
+        raise self._unsupported("sites")

@@ -18,12 +18,36 @@ A camera's image size comes from its MJCF ``resolution`` attribute unless ``came
 Worlds that keep spare bodies parked out of sight (people and furniture under the floor until a task places
 them) pass ``hide_below``: root bodies posed at or below that height are moved to a geom group no camera
 draws, because software rasterisation still pays for geometry under the floor.
+
+Articulated bodies (``worlds/mujoco/arm2.xml`` is the small example):
+
+* **Joints** are the named ``hinge`` and ``slide`` joints, except those of planar entities. Their limits are
+  the MJCF ``range`` of limited joints. :meth:`MujocoBackend.set_joint_positions` writes ``qpos``, zeroes the
+  joints' ``qvel`` and recomputes the kinematics.
+* **Actuators** are the named MJCF actuators; a control is written to ``data.ctrl``, where MuJoCo keeps it
+  until it is replaced (``mj_resetData`` zeroes it on reset). Its meaning is the actuator's: a ``position``
+  actuator's control is its joint target, a ``motor``'s its torque. The range is ``ctrlrange`` when the
+  actuator is control-limited.
+* **Force/torque sensors**: a site carrying both an MJCF ``force`` and a ``torque`` sensor is one, named after
+  the site. MuJoCo measures the interaction wrench between the site's body (the child side, everything
+  below it included) and its parent, in the site frame, torque about the site: a load hanging below the site
+  reads ``fz = +m g`` when the site's z axis points up. ``read_force_torque(name, substeps=True)`` returns the
+  readings of the state after every substep of the last :meth:`MujocoBackend.step` (the sensors MuJoCo
+  computes at the start of the next substep, the last row after the final ``mj_forward``); after a reset the
+  window repeats the reset state's reading. Only worlds with such sensors record: the others step exactly
+  as before.
+* **Sites** are the named MJCF sites; :meth:`MujocoBackend.site_jacobian` is ``mj_jacSite``'s translational and
+  rotational Jacobians, stacked, at the joints' degrees of freedom.
+* **Depth**: :meth:`MujocoBackend.render_depth` is the distance along the camera's optical axis (the camera's
+  -z), in metres, as :meth:`~envs.sim.base.SimBackend.project` gives for points; pixels that see nothing read
+  the far clipping distance.
 """
 
 from __future__ import annotations
 
 import ctypes.util
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +60,7 @@ from envs.errors import (
     WorldFileError,
     lookup,
 )
-from envs.sim.base import Pose, SimBackend
+from envs.sim.base import Pose, SimBackend, check_controls, check_joint_values, check_names
 
 
 def _choose_gl_backend() -> None:
@@ -150,6 +174,29 @@ class MujocoBackend(SimBackend):
         self._initial_head_ambient = self.model.vis.headlight.ambient.copy()
         self._initial_head_diffuse = self.model.vis.headlight.diffuse.copy()
         self._subtree_geoms: dict[int, np.ndarray] = {}
+
+        self._joints = self._index_joints()
+        self._actuators = {
+            mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_ACTUATOR, i): i
+            for i in range(self.model.nu)
+            if mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_ACTUATOR, i)
+        }
+        self._actuator_ranges = {
+            name: (tuple(float(v) for v in self.model.actuator_ctrlrange[i])
+                   if self.model.actuator_ctrllimited[i] else (-np.inf, np.inf))
+            for name, i in self._actuators.items()
+        }
+        self._sites = {
+            mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_SITE, i): i
+            for i in range(self.model.nsite)
+            if mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_SITE, i)
+        }
+        self._force_torque, self._ft_adr = self._index_force_torque()
+        # One row per substep of the last step() for every force/torque sensor; None keeps step() free of
+        # any recording in worlds without such sensors (their step() is the training hot path).
+        self._ft_window = (
+            np.zeros((self.n_substeps, len(self._force_torque), 6)) if self._force_torque else None
+        )
         self.reset()
 
     # -- indexing --------------------------------------------------------------------------------
@@ -185,6 +232,39 @@ class MujocoBackend(SimBackend):
             body_id = int(m.body_parentid[body_id])
         return True
 
+    def _index_joints(self) -> dict[str, tuple[int, int, int]]:
+        """Map joint name -> (joint id, qpos address, dof address) for named hinge and slide joints."""
+        m = self.model
+        planar_bodies = {body_id for kind, body_id, _ in self._entities.values() if kind == _PLANAR}
+        joints = {}
+        for joint_id in range(m.njnt):
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, joint_id)
+            if not name or int(m.jnt_bodyid[joint_id]) in planar_bodies:
+                continue
+            if int(m.jnt_type[joint_id]) in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
+                joints[name] = (joint_id, int(m.jnt_qposadr[joint_id]), int(m.jnt_dofadr[joint_id]))
+        return joints
+
+    def _index_force_torque(self) -> tuple[dict[str, int], np.ndarray]:
+        """Sites with both a force and a torque sensor: name -> index, and their 6 sensordata addresses each."""
+        m = self.model
+        by_site: dict[int, dict[int, int]] = {}
+        for sensor_id in range(m.nsensor):
+            kind = int(m.sensor_type[sensor_id])
+            if kind in (mujoco.mjtSensor.mjSENS_FORCE, mujoco.mjtSensor.mjSENS_TORQUE) and (
+                int(m.sensor_objtype[sensor_id]) == mujoco.mjtObj.mjOBJ_SITE
+            ):
+                by_site.setdefault(int(m.sensor_objid[sensor_id]), {})[kind] = int(m.sensor_adr[sensor_id])
+        names: dict[str, int] = {}
+        addresses: list[int] = []
+        for site_id, found in sorted(by_site.items()):
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_SITE, site_id)
+            if name and len(found) == 2:
+                names[name] = len(names)
+                force, torque = found[mujoco.mjtSensor.mjSENS_FORCE], found[mujoco.mjtSensor.mjSENS_TORQUE]
+                addresses += [force, force + 1, force + 2, torque, torque + 1, torque + 2]
+        return names, np.array(addresses, dtype=int)
+
     def _entity(self, name: str) -> tuple[str, int, np.ndarray]:
         return lookup("entity", self._entities, name)
 
@@ -217,9 +297,11 @@ class MujocoBackend(SimBackend):
         m.vis.headlight.ambient[:] = self._initial_head_ambient
         m.vis.headlight.diffuse[:] = self._initial_head_diffuse
         m.geom_group[:] = self._initial_geom_group
-        mujoco.mj_resetData(m, self.data)
+        mujoco.mj_resetData(m, self.data)  # also zeroes data.ctrl: held actuator controls are cleared
         self._commands.clear()
         mujoco.mj_forward(m, self.data)
+        if self._ft_window is not None:
+            self._ft_window[:] = self.data.sensordata[self._ft_adr].reshape(-1, 6)
         if self.hide_below is not None:
             for body_id in range(1, m.nbody):
                 if m.body_parentid[body_id] == 0 and m.body_pos[body_id, 2] <= self.hide_below:
@@ -230,7 +312,8 @@ class MujocoBackend(SimBackend):
         commanded = [
             (self._entities[name][2], self._yaw0[name], fwd, rate) for name, (fwd, rate) in self._commands.items()
         ]
-        for _ in range(self.n_substeps):
+        window = self._ft_window
+        for substep in range(self.n_substeps):
             for adr, yaw0, forward, yaw_rate in commanded:
                 # Planar joints are world-aligned; re-project the body-frame command every substep so
                 # the robot follows the same arc as a unicycle integrated at the physics rate.
@@ -239,13 +322,22 @@ class MujocoBackend(SimBackend):
                 d.qvel[adr[4]] = forward * np.sin(yaw)
                 d.qvel[adr[5]] = yaw_rate
             mujoco.mj_step(m, d)
+            if window is not None and substep:
+                # mj_step computed its sensors before integrating: they describe the previous substep's end.
+                window[substep - 1] = d.sensordata[self._ft_adr].reshape(-1, 6)
         if not np.all(np.isfinite(d.qpos)):
             raise SimulatorError(f"MuJoCo state became non-finite at t={d.time:.3f}s in {self.world.name}")
         mujoco.mj_forward(m, d)
+        if window is not None:
+            window[-1] = d.sensordata[self._ft_adr].reshape(-1, 6)
 
     def get_pose(self, entity: str) -> Pose:
         _, body_id, _ = self._entity(entity)
         return Pose(self.data.xpos[body_id].copy(), self.data.xquat[body_id].copy())
+
+    def get_frame(self, entity: str) -> tuple[np.ndarray, np.ndarray]:
+        _, body_id, _ = self._entity(entity)
+        return self.data.xpos[body_id].copy(), self.data.xmat[body_id].reshape(3, 3).copy()
 
     def set_pose(self, entity: str, pose: Pose) -> None:
         kind, body_id, adr = self._entity(entity)
@@ -371,6 +463,79 @@ class MujocoBackend(SimBackend):
         m.light_diffuse[:] = self._initial_light_diffuse * scale
         m.vis.headlight.ambient[:] = ambient
         m.vis.headlight.diffuse[:] = self._initial_head_diffuse * scale
+
+    # -- articulated bodies ----------------------------------------------------------------------------
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(self._joints)
+
+    def _joint_addresses(self, joints: Sequence[str]) -> tuple[tuple[str, ...], list[int], list[int]]:
+        names = check_names("joint", joints, self._joints)
+        return names, [self._joints[n][1] for n in names], [self._joints[n][2] for n in names]
+
+    def get_joint_positions(self, joints: Sequence[str]) -> np.ndarray:
+        _, qpos, _ = self._joint_addresses(joints)
+        return self.data.qpos[qpos].copy()
+
+    def get_joint_velocities(self, joints: Sequence[str]) -> np.ndarray:
+        _, _, dofs = self._joint_addresses(joints)
+        return self.data.qvel[dofs].copy()
+
+    def set_joint_positions(self, joints: Sequence[str], values: Sequence[float] | np.ndarray) -> None:
+        names, qpos, dofs = self._joint_addresses(joints)
+        values = check_joint_values(names, values, *self.joint_limits(names))
+        self.data.qpos[qpos] = values
+        self.data.qvel[dofs] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+
+    def joint_limits(self, joints: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        names = check_names("joint", joints, self._joints)
+        low, high = np.full(len(names), -np.inf), np.full(len(names), np.inf)
+        for i, name in enumerate(names):
+            joint_id = self._joints[name][0]
+            if self.model.jnt_limited[joint_id]:
+                low[i], high[i] = self.model.jnt_range[joint_id]
+        return low, high
+
+    @property
+    def actuator_names(self) -> tuple[str, ...]:
+        return tuple(self._actuators)
+
+    def set_actuator_controls(self, controls: Mapping[str, float]) -> None:
+        for name, value in check_controls(controls, self._actuator_ranges).items():
+            self.data.ctrl[self._actuators[name]] = value
+
+    def actuator_ranges(self, actuators: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        names = check_names("actuator", actuators, self._actuators)
+        ranges = np.array([self._actuator_ranges[name] for name in names], dtype=np.float64)
+        return ranges[:, 0].copy(), ranges[:, 1].copy()
+
+    @property
+    def force_torque_names(self) -> tuple[str, ...]:
+        return tuple(self._force_torque)
+
+    def read_force_torque(self, name: str, substeps: bool = False) -> np.ndarray:
+        index = lookup("force/torque sensor", self._force_torque, name)
+        if substeps:
+            return self._ft_window[:, index].copy()
+        return self.data.sensordata[self._ft_adr[6 * index : 6 * index + 6]].copy()
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        return tuple(self._sites)
+
+    def get_site_pose(self, site: str) -> Pose:
+        site_id = lookup("site", self._sites, site)
+        quaternion = np.empty(4)
+        mujoco.mju_mat2Quat(quaternion, self.data.site_xmat[site_id])
+        return Pose(self.data.site_xpos[site_id].copy(), quaternion)
+
+    def site_jacobian(self, site: str, joints: Sequence[str]) -> np.ndarray:
+        site_id = lookup("site", self._sites, site)
+        _, _, dofs = self._joint_addresses(joints)
+        jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
+        mujoco.mj_jacSite(self.model, self.data, jacp, jacr, site_id)
+        return np.vstack([jacp[:, dofs], jacr[:, dofs]])
 
     def close(self) -> None:
         for renderer in self._renderers.values():

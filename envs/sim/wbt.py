@@ -1,7 +1,8 @@
 """Webots world files (``.wbt``): a small VRML-like reader, enough to validate a world and learn its names.
 
 Used by :mod:`envs.sim.webots` to fail before Webots starts (missing file, broken brace, undeclared PROTO,
-no extern supervisor) and by the world-syntax tests.
+no extern supervisor) and to find the DEF paths of joints and sites (:meth:`WbtWorld.def_paths`), and by the
+world-syntax tests.
 """
 
 from __future__ import annotations
@@ -94,6 +95,46 @@ class WbtWorld:
             if node.type_name == "WorldInfo":
                 return float(node.value("basicTimeStep", 32.0))
         return 32.0
+
+    def def_paths(
+        self, root: WbtNode | None = None, skip_fields: tuple[str, ...] = ()
+    ) -> list[tuple[str, WbtNode]]:
+        """Every ``DEF`` node below ``root`` (the whole world by default), depth first, with its DEF path.
+
+        The path is what ``Supervisor.getFromDef`` finds the node by: Webots looks the first dot-separated name
+        up anywhere in the world, then each following one among the direct sub-nodes of the node before it, so
+        the path is the node's DEF preceded by those of its unbroken line of DEF'd ancestors
+        (``shoulder.link1.elbow``). A node reused with ``USE`` is listed once, where it is defined.
+
+        Args:
+            root: the node whose descendants are listed (not itself); ``None`` lists the world's nodes too.
+            skip_fields: field names whose nodes (and their descendants) are left out, e.g.
+                ``("boundingObject",)``.
+        """
+        found: list[tuple[str, WbtNode]] = []
+        seen: set[int] = set()
+        prefix = root.def_name if root is not None and root.def_name else ""
+        start = self._sub_nodes(root, skip_fields) if root is not None else list(self.nodes)
+        stack = [(node, prefix) for node in reversed(start)]
+        while stack:
+            node, prefix = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            path = ""  # an ancestor without a DEF breaks the chain Webots can follow
+            if node.def_name:
+                path = f"{prefix}.{node.def_name}" if prefix else node.def_name
+                found.append((path, node))
+            stack.extend((child, path) for child in reversed(self._sub_nodes(node, skip_fields)))
+        return found
+
+    @staticmethod
+    def _sub_nodes(node: WbtNode, skip_fields: tuple[str, ...]) -> list[WbtNode]:
+        nodes = []
+        for name, value in node.fields.items():
+            if name not in skip_fields:
+                nodes += [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, WbtNode)]
+        return nodes
 
     def extern_supervisors(self) -> dict[str, WbtNode]:
         """Robots an extern Supervisor can control: ``controller "<extern>"`` and ``supervisor TRUE``."""

@@ -39,11 +39,22 @@ from envs.sim.webots import (
     horizontal_to_vertical_fov,
     quaternion_to_axis_angle,
 )
-from tests.fakes import FakeRobot, FakeTouchSensor, FakeWorld, install_fake_controller, tracking_world
+from tests.fakes import (
+    FakeRobot,
+    FakeTouchSensor,
+    FakeWorld,
+    arm_world,
+    install_fake_controller,
+    tracking_world,
+)
 
 WEBOTS_WORLDS = sorted((worlds_dir() / "webots").glob("*.wbt"))
 TRACKING_WBT = worlds_dir() / "webots" / "tracking.wbt"
 TRACKING_XML = worlds_dir() / "mujoco" / "tracking.xml"
+ARM_WBT = worlds_dir() / "webots" / "arm2.wbt"
+ARM_XML = worlds_dir() / "mujoco" / "arm2.xml"
+ARM_JOINTS = ("shoulder", "elbow")
+ARM_MOTORS = ("shoulder_motor", "elbow_motor")
 ENTITIES = ("target", "tracker", "obstacle_0", "obstacle_1", "obstacle_2", "obstacle_3")
 R2023B_PROTO_URL = re.compile(
     r"https://raw\.githubusercontent\.com/cyberbotics/webots/R2023b/projects/[\w/.-]+/protos/[\w-]+\.proto"
@@ -591,6 +602,338 @@ def test_unknown_names(sim: WebotsBackend, call: Any, kind: str) -> None:
         assert info.value.known == tuple(sorted(ENTITIES))
 
 
+# -- the arm: joints, actuators, sites, depth (worlds/webots/arm2.wbt) ------------------------------------
+
+
+@pytest.fixture
+def arm_fake(webots_home: Path, monkeypatch: pytest.MonkeyPatch) -> FakeWorld:
+    """A fake Webots running the two-link arm world."""
+    fake = arm_world()
+    install_fake_controller(monkeypatch, fake)
+    return fake
+
+
+@pytest.fixture
+def arm_sim(arm_fake: FakeWorld) -> Iterator[WebotsBackend]:
+    backend = WebotsBackend(ARM_WBT, control_period=0.05, launch=False)
+    yield backend
+    backend.close()
+
+
+def test_arm_world_mirrors_the_mujoco_arm() -> None:
+    """Same joints (axis, anchor, limits), motors, sensors, site, camera and time step as arm2.xml."""
+    scene, mjcf = load_world(ARM_WBT), ET.parse(ARM_XML).getroot()
+    assert scene.basic_time_step_ms / 1000.0 == float(mjcf.find("option").get("timestep"))
+    nodes = {node.def_name: node for node in scene.iter_nodes() if node.def_name}
+    mj_joints = {joint.get("name"): joint for joint in mjcf.iter("joint") if joint.get("name")}
+    assert [n for n in nodes if nodes[n].type_name == "HingeJoint"] == list(mj_joints) == list(ARM_JOINTS)
+    mj_bodies = {body.get("name"): body for body in mjcf.iter("body")}
+    for name, body in (("shoulder", "link1"), ("elbow", "link2")):
+        parameters = nodes[name].value("jointParameters")
+        assert list(parameters.value("axis")) == [0.0, 0.0, 1.0]  # MJCF default class: hinge about +z
+        assert (parameters.value("minStop"), parameters.value("maxStop")) == tuple(
+            float(v) for v in mj_joints[name].get("range").split())
+        position = [float(v) for v in mj_bodies[body].get("pos").split()]
+        assert list(parameters.value("anchor")) == position  # the joint sits at its body's origin
+        assert list(nodes[name].value("endPoint").value("translation")) == position
+        (motor,) = [d for d in nodes[name].fields["device"] if d.type_name == "RotationalMotor"]
+        (actuator,) = [a for a in mjcf.find("actuator") if a.get("joint") == name]
+        assert motor.value("name") == actuator.get("name")
+        assert (motor.value("minPosition"), motor.value("maxPosition")) == tuple(
+            float(v) for v in actuator.get("ctrlrange").split())
+    site = next(mjcf.iter("site"))
+    assert nodes["wrist"].type_name == "Pose" and site.get("name") == "wrist"
+    assert list(nodes["wrist"].value("translation")) == [float(v) for v in mj_bodies["hand"].get("pos").split()]
+
+    cameras = {n.value("name"): n for n in scene.iter_nodes() if n.type_name in ("Camera", "RangeFinder")}
+    assert set(cameras) == {"arm_camera", "arm_camera_depth"}
+    mj_camera = next(mjcf.iter("camera"))
+    for node in cameras.values():
+        assert list(node.value("translation")) == [float(v) for v in mj_camera.get("pos").split()]
+        assert f"{int(node.value('width'))} {int(node.value('height'))}" == mj_camera.get("resolution")
+        fovy = horizontal_to_vertical_fov(node.value("fieldOfView"), node.value("width"), node.value("height"))
+        assert math.degrees(fovy) == pytest.approx(float(mj_camera.get("fovy")), abs=0.01)
+        rotation = Pose(np.zeros(3), axis_angle_to_quaternion(node.value("rotation"))).rotation_matrix
+        right, up = np.reshape([float(v) for v in mj_camera.get("xyaxes").split()], (2, 3))
+        up = up / np.linalg.norm(up)
+        assert rotation[:, 0] == pytest.approx(-np.cross(right, up), abs=1e-5)  # Webots looks along +x
+        assert rotation[:, 2] == pytest.approx(up, abs=1e-5)  # ... with image up = +z
+    mj_sensors = {sensor.get("name") for sensor in mjcf.find("sensor")}
+    webots_sensors = {n.value("name") for n in scene.iter_nodes() if n.type_name in ("PositionSensor", "TouchSensor")}
+    assert webots_sensors == mj_sensors - {"wrist_torque"}  # Webots has no torque sensor
+
+
+def test_def_paths_follow_unbroken_def_chains() -> None:
+    """``Supervisor.getFromDef`` paths: a DEF-less ancestor restarts the chain; a USE'd node is listed once."""
+    scene = parse_world(
+        "#VRML_SIM R2023b utf8\n"
+        "DEF a Solid {\n  children [\n    Pose {\n      children [\n        DEF b Pose {\n          children [\n"
+        "            DEF c Pose {\n            }\n          ]\n        }\n      ]\n    }\n"
+        "    DEF d Pose {\n    }\n  ]\n  boundingObject DEF e Pose {\n  }\n}\n"
+        "Solid {\n  children [\n    USE d\n  ]\n}\n"
+    )
+    assert [path for path, _ in scene.def_paths()] == ["a", "b", "b.c", "a.d", "a.e"]
+    assert [path for path, _ in scene.def_paths(skip_fields=("boundingObject",))] == ["a", "b", "b.c", "a.d"]
+    root = scene.nodes[0]
+    assert [path for path, _ in scene.def_paths(root)] == ["b", "b.c", "a.d", "a.e"]
+
+
+def test_arm_names(arm_fake: FakeWorld, arm_sim: WebotsBackend) -> None:
+    assert arm_sim.joint_names == ARM_JOINTS
+    assert arm_sim.actuator_names == ARM_MOTORS
+    assert arm_sim.site_names == ("wrist",)
+    assert arm_sim.camera_names == ("arm_camera",)  # the RangeFinder is its depth, not a camera
+    assert set(arm_sim.sensor_names) == {"shoulder_sensor", "elbow_sensor", "wrist_force"}
+    assert arm_sim.force_torque_names == ()
+    assert arm_sim.entity_names == ()
+    # Joints are reached through their DEF paths; sites wait until they are used.
+    assert [c[1] for c in arm_fake.calls_named("getFromDef")] == ["shoulder", "shoulder.link1.elbow"]
+
+
+def test_tracking_world_has_no_joints(sim: WebotsBackend) -> None:
+    assert sim.joint_names == sim.actuator_names == sim.site_names == ()
+
+
+def test_arm_joint_positions_limits_and_teleport(arm_fake: FakeWorld, arm_sim: WebotsBackend) -> None:
+    assert arm_sim.get_joint_positions(ARM_JOINTS).tolist() == [0.0, 0.0]
+    low, high = arm_sim.joint_limits(["elbow", "shoulder"])
+    assert low.tolist() == [-2.4, -2.6] and high.tolist() == [2.4, 2.6]
+    arm_fake.calls.clear()
+    arm_sim.set_joint_positions(["elbow", "shoulder"], np.array([-0.5, 0.25]))
+    assert arm_fake.calls_named("setJointPosition") == [("setJointPosition", "elbow", -0.5),
+                                                       ("setJointPosition", "shoulder", 0.25)]
+    assert ("resetPhysics", "link2") in arm_fake.calls and ("resetPhysics", "link1") in arm_fake.calls
+    assert arm_sim.get_joint_positions(ARM_JOINTS).tolist() == [0.25, -0.5]
+    assert arm_sim.get_joint_velocities(ARM_JOINTS).tolist() == [0.0, 0.0]
+    expected = [0.2 * math.cos(0.25) + 0.15 * math.cos(-0.25), 0.2 * math.sin(0.25) + 0.15 * math.sin(-0.25), 0.1]
+    assert arm_sim.get_site_pose("wrist").position == pytest.approx(expected)
+    assert arm_sim.get_site_pose("wrist").yaw == pytest.approx(-0.25)
+    arm_sim.reset()
+    assert arm_sim.get_joint_positions(ARM_JOINTS).tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [([0.0, 2.5], r"'elbow' value 2\.5 is outside its limits \[-2\.4, 2\.4\]"), ([math.nan, 0.0], "not finite"),
+     ([0.0], r"shape \(2,\)")],
+)
+def test_arm_teleport_is_checked_before_anything_is_sent(
+    arm_fake: FakeWorld, arm_sim: WebotsBackend, values: list, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        arm_sim.set_joint_positions(ARM_JOINTS, values)
+    assert arm_fake.calls_named("setJointPosition") == []  # Webots would have clamped it silently
+
+
+def test_arm_controls_reach_the_motors_every_step(arm_fake: FakeWorld, arm_sim: WebotsBackend) -> None:
+    low, high = arm_sim.actuator_ranges(ARM_MOTORS)
+    assert low.tolist() == [-2.6, -2.4] and high.tolist() == [2.6, 2.4]  # minPosition/maxPosition
+    arm_sim.set_actuator_controls({"shoulder_motor": 0.3, "elbow_motor": -0.2})
+    assert arm_fake.calls_named("setPosition") == []  # sent with the next step
+    arm_sim.step()
+    assert arm_fake.calls_named("setPosition") == [("setPosition", "shoulder_motor", 0.3),
+                                                   ("setPosition", "elbow_motor", -0.2)]
+    assert arm_sim.get_joint_positions(ARM_JOINTS) == pytest.approx([0.3, -0.2])  # 10 rad/s reaches them
+    arm_sim.set_actuator_controls({"elbow_motor": 1.0})  # the shoulder keeps its control
+    arm_fake.calls.clear()
+    arm_sim.step()
+    assert arm_fake.calls_named("setPosition") == [("setPosition", "shoulder_motor", 0.3),
+                                                   ("setPosition", "elbow_motor", 1.0)]
+    # 5 basic steps of 10 ms at the motor's 10 rad/s: 0.5 rad of the 1.2 rad way, still turning.
+    assert arm_sim.get_joint_positions(["elbow"])[0] == pytest.approx(0.3)
+    assert arm_sim.get_joint_velocities(ARM_JOINTS) == pytest.approx([0.0, 10.0])
+    # Enabling the sensor takes a hidden basic step; the motors are held still through it.
+    assert arm_sim.read_sensor("elbow_sensor").tolist() == pytest.approx([0.3])
+    assert arm_sim.get_joint_positions(["elbow"])[0] == pytest.approx(0.3)
+    assert arm_fake.device("elbow_motor").getTargetPosition() == 1.0  # its own target again
+    arm_sim.reset()
+    arm_fake.calls.clear()
+    arm_sim.step()
+    assert arm_fake.calls_named("setPosition") == []  # reset cleared the controls
+    assert arm_sim.get_joint_positions(ARM_JOINTS).tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("controls", "message"),
+    [({"elbow_motor": 2.5}, r"control 2\.5 for actuator 'elbow_motor' is outside its control range \[-2\.4, 2\.4\]"),
+     ({"elbow_motor": math.nan}, "not finite")],
+)
+def test_arm_bad_controls_change_nothing(
+    arm_fake: FakeWorld, arm_sim: WebotsBackend, controls: dict, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        arm_sim.set_actuator_controls({"shoulder_motor": 0.5, **controls})
+    with pytest.raises(UnknownNameError, match="elbow_motor, shoulder_motor"):
+        arm_sim.set_actuator_controls({"gripper": 0.0})
+    arm_sim.step()
+    assert arm_fake.calls_named("setPosition") == []
+
+
+def test_actuator_modes(webots_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = arm_world()
+    install_fake_controller(monkeypatch, fake)
+    modes = {"shoulder_motor": "velocity", "elbow_motor": "torque"}
+    with WebotsBackend(ARM_WBT, launch=False, actuator_modes=modes) as backend:
+        low, high = backend.actuator_ranges(ARM_MOTORS)
+        assert low.tolist() == [-10.0, -5.0] and high.tolist() == [10.0, 5.0]  # maxVelocity, maxTorque
+        backend.set_actuator_controls({"shoulder_motor": -2.0, "elbow_motor": 1.5})
+        backend.step()
+        assert fake.calls_named("setPosition") == [("setPosition", "shoulder_motor", math.inf)]
+        assert fake.calls_named("setVelocity") == [("setVelocity", "shoulder_motor", -2.0)]
+        assert fake.calls_named("setTorque") == [("setTorque", "elbow_motor", 1.5)]
+        assert backend.get_joint_positions(["shoulder"])[0] == pytest.approx(-0.1)  # 50 ms at -2 rad/s
+        fake.calls.clear()
+        backend.set_joint_positions(["shoulder"], [0.4])
+        backend.render("arm_camera")  # a hidden step: held still, then given their controls back
+        assert backend.get_joint_positions(["shoulder"])[0] == pytest.approx(0.4)
+        assert fake.calls_named("setVelocity") == [("setVelocity", "shoulder_motor", 0.0),
+                                                   ("setVelocity", "shoulder_motor", -2.0)]
+        assert fake.calls_named("setTorque") == [("setTorque", "elbow_motor", 0.0), ("setTorque", "elbow_motor", 1.5)]
+    with pytest.raises(UnknownNameError, match="actuator mode"):
+        WebotsBackend(ARM_WBT, launch=False, actuator_modes={"elbow_motor": "current"})
+
+
+def test_actuator_modes_name_known_motors(webots_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_controller(monkeypatch, arm_world())
+    with pytest.raises(UnknownNameError, match="unknown motor 'gripper'; known: elbow_motor, shoulder_motor"):
+        WebotsBackend(ARM_WBT, launch=False, actuator_modes={"gripper": "torque"})
+
+
+def _rotation_vector(rotation: np.ndarray) -> np.ndarray:
+    return 0.5 * np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0],
+                           rotation[1, 0] - rotation[0, 1]])
+
+
+@pytest.mark.parametrize("elbow_axis", [(0.0, 0.0, 1.0), (0.0, 0.6, 0.8)])
+def test_arm_jacobian_matches_finite_differences(
+    webots_home: Path, monkeypatch: pytest.MonkeyPatch, elbow_axis: tuple[float, float, float]
+) -> None:
+    """The geometric Jacobian against the double's kinematics, also with a tilted elbow (a 3-D arm)."""
+    fake = arm_world()
+    fake.joint("elbow").parameters.fields["axis"].value = list(elbow_axis)
+    install_fake_controller(monkeypatch, fake)
+    with WebotsBackend(ARM_WBT, launch=False) as backend:
+        q = np.array([0.7, -1.1])
+        backend.set_joint_positions(ARM_JOINTS, q)
+        jacobian = backend.site_jacobian("wrist", ARM_JOINTS)
+        eps = 1e-6
+        for column in range(2):
+            poses = []
+            for sign in (1.0, -1.0):
+                backend.set_joint_positions(ARM_JOINTS, q + sign * eps * np.eye(2)[column])
+                poses.append(backend.get_site_pose("wrist"))
+            linear = (poses[0].position - poses[1].position) / (2 * eps)
+            angular = _rotation_vector(poses[0].rotation_matrix @ poses[1].rotation_matrix.T) / (2 * eps)
+            assert jacobian[:, column] == pytest.approx(np.concatenate([linear, angular]), abs=1e-6)
+        assert np.abs(jacobian[2]).max() > 0.02 or elbow_axis[1] == 0.0  # the tilted elbow lifts the wrist
+        backend.set_joint_positions(ARM_JOINTS, q)
+        assert backend.site_jacobian("wrist", ["elbow", "shoulder"]) == pytest.approx(jacobian[:, ::-1])
+
+
+def test_arm_matches_the_mujoco_arm(arm_sim: WebotsBackend) -> None:
+    """Both backends give the same wrist pose and Jacobian for the same joint angles (the worlds agree)."""
+    with make_backend("mujoco", "arm2") as mujoco_sim:
+        assert mujoco_sim.joint_names == arm_sim.joint_names
+        assert mujoco_sim.actuator_names == arm_sim.actuator_names
+        assert mujoco_sim.site_names == arm_sim.site_names
+        for q in ([0.0, 0.0], [0.3, -0.7], [-2.0, 2.2]):
+            mujoco_sim.set_joint_positions(ARM_JOINTS, q)
+            arm_sim.set_joint_positions(ARM_JOINTS, q)
+            mine, theirs = arm_sim.get_site_pose("wrist"), mujoco_sim.get_site_pose("wrist")
+            assert mine.position == pytest.approx(theirs.position, abs=1e-9)
+            assert abs(float(np.dot(mine.quaternion, theirs.quaternion))) == pytest.approx(1.0)
+            assert arm_sim.site_jacobian("wrist", ARM_JOINTS) == pytest.approx(
+                mujoco_sim.site_jacobian("wrist", ARM_JOINTS), abs=1e-9)
+        for kind in ("joint_limits", "actuator_ranges"):
+            names = ARM_JOINTS if kind == "joint_limits" else ARM_MOTORS
+            for mine, theirs in zip(getattr(arm_sim, kind)(names), getattr(mujoco_sim, kind)(names)):
+                assert mine.tolist() == theirs.tolist()
+
+
+def test_arm_adapter_drives_the_webots_arm(arm_sim: WebotsBackend) -> None:
+    from envs.robots.arm import Arm
+
+    arm = Arm(ARM_JOINTS, ARM_MOTORS, "wrist")
+    arm.reset_to(arm_sim, [0.4, 1.2])
+    target = arm.end_effector_pose(arm_sim).position + np.array([0.05, -0.04, 0.0])
+    for _ in range(8):
+        arm.move_end_effector(arm_sim, target - arm.end_effector_pose(arm_sim).position)
+        arm_sim.step()
+    assert np.linalg.norm(target - arm.end_effector_pose(arm_sim).position) < 1e-3
+
+
+def test_depth_arrives_as_float32_metres(arm_fake: FakeWorld, arm_sim: WebotsBackend) -> None:
+    device = arm_fake.device("arm_camera_depth")
+
+    def scene(fake: FakeWorld) -> np.ndarray:  # the depth encodes the shoulder angle, as a range image would
+        return np.full((64, 64), 1.0 + fake.joint("shoulder").position, dtype=np.float32)
+
+    depth = arm_sim.render_depth("arm_camera")
+    assert depth.shape == (64, 64) and depth.dtype == np.float32
+    np.testing.assert_array_equal(depth, device.depth)
+    assert arm_fake.calls_named("enable") == [("enable", "arm_camera_depth", 2)]
+    device.scene = scene
+    arm_sim.set_joint_positions(["shoulder"], [0.5])
+    assert arm_sim.render_depth("arm_camera")[0, 0] == pytest.approx(1.5)  # the hidden step shows the new pose
+    assert arm_sim.time == 0.0
+    assert arm_sim.get_joint_positions(["shoulder"])[0] == 0.5  # the motor (target 0) was held still
+    arm_fake.calls.clear()
+    arm_sim.set_actuator_controls({"shoulder_motor": 0.0})
+    arm_sim.step()
+    assert arm_sim.render_depth("arm_camera")[0, 0] == pytest.approx(1.0)
+    assert len(arm_fake.calls_named("step")) == arm_sim.n_substeps  # no extra step after step()
+    assert arm_sim.render("arm_camera").shape == (64, 64, 3)
+
+
+def test_depth_is_resampled_like_the_image(webots_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_controller(monkeypatch, arm_world())
+    with WebotsBackend(ARM_WBT, launch=False, camera_sizes={"arm_camera": (32, 48)}) as backend:
+        depth = backend.render_depth("arm_camera")
+        assert depth.shape == (32, 48) and depth.dtype == np.float32
+        assert backend.render("arm_camera").shape == (32, 48, 3)
+
+
+def test_depth_errors(arm_fake: FakeWorld, arm_sim: WebotsBackend, webots_home, monkeypatch) -> None:
+    with pytest.raises(UnknownNameError, match="camera"):
+        arm_sim.render_depth("arm_camera_depth")  # the RangeFinder is addressed through its camera
+    arm_sim.render_depth("arm_camera")
+    arm_fake.device("arm_camera_depth").image = [1.0] * 10
+    with pytest.raises(SimulatorError, match="returned 10 values, expected 64x64"):
+        arm_sim.render_depth("arm_camera")
+
+
+def test_depth_twin_must_match_its_camera(webots_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = arm_world()
+    fake.device("arm_camera_depth").fov = 0.8
+    install_fake_controller(monkeypatch, fake)
+    with pytest.raises(SimulatorError, match="'arm_camera_depth' must match camera 'arm_camera'"):
+        WebotsBackend(ARM_WBT, launch=False)
+
+
+def test_force_torque_is_refused_with_the_reason(arm_fake: FakeWorld, arm_sim: WebotsBackend) -> None:
+    with pytest.raises(SimulatorError, match=r"no torque sensor.*read_sensor.*\['wrist_force'\]"):
+        arm_sim.read_force_torque("wrist")
+    with pytest.raises(SimulatorError, match="no torque sensor"):
+        arm_sim.read_force_torque("wrist", substeps=True)
+    arm_fake.device("wrist_force").true_values = [0.5, -0.25, 2.0]
+    reading = arm_sim.read_sensor("wrist_force")  # the force-3d touch sensor: 3 contact-force components
+    assert reading.dtype == np.float64 and reading.tolist() == [0.5, -0.25, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("call", "kind"),
+    [
+        (lambda s: s.get_joint_positions(["wrist"]), "joint"),
+        (lambda s: s.site_jacobian("wrist", ["knee"]), "joint"),
+        (lambda s: s.actuator_ranges(["gripper"]), "actuator"),
+        (lambda s: s.get_site_pose("tip"), "site"),
+    ],
+)
+def test_arm_unknown_names(arm_sim: WebotsBackend, call: Any, kind: str) -> None:
+    with pytest.raises(UnknownNameError, match=f"unknown {kind}"):
+        call(arm_sim)
+
+
 # -- launching Webots -----------------------------------------------------------------------------------
 
 
@@ -723,3 +1066,29 @@ def test_real_webots_tracking_world() -> None:
         real.reset()
         assert real.time == 0.0
         assert real.get_pose("target").xy == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+@pytest.mark.webots
+@pytest.mark.skipif(
+    not os.environ.get("WEBOTS_HOME"), reason="WEBOTS_HOME is not set; install Webots R2023b+ to run"
+)
+def test_real_webots_arm_world() -> None:
+    with make_backend("webots", "arm2", control_period=0.05, launch=True, timeout=120) as real:
+        assert real.joint_names == ARM_JOINTS and real.actuator_names == ARM_MOTORS
+        assert real.site_names == ("wrist",) and real.force_torque_names == ()
+        assert real.get_site_pose("wrist").position == pytest.approx([0.35, 0.0, 0.1], abs=1e-6)
+        real.set_actuator_controls({"shoulder_motor": 0.5, "elbow_motor": -0.5})
+        for _ in range(40):
+            real.step()
+        assert real.get_joint_positions(ARM_JOINTS) == pytest.approx([0.5, -0.5], abs=0.01)
+        with make_backend("mujoco", "arm2") as reference:
+            reference.set_joint_positions(ARM_JOINTS, real.get_joint_positions(ARM_JOINTS))
+            assert real.get_site_pose("wrist").position == pytest.approx(
+                reference.get_site_pose("wrist").position, abs=1e-3)
+            assert real.site_jacobian("wrist", ARM_JOINTS) == pytest.approx(
+                reference.site_jacobian("wrist", ARM_JOINTS), abs=1e-3)
+            depth, expected = real.render_depth("arm_camera"), reference.render_depth("arm_camera")
+        assert depth.shape == (64, 64) and depth.dtype == np.float32
+        assert np.median(np.abs(depth - expected)) < 0.01  # same scene, same metric depth
+        real.reset()
+        assert real.get_joint_positions(ARM_JOINTS) == pytest.approx([0.0, 0.0], abs=1e-6)
