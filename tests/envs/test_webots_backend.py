@@ -30,7 +30,7 @@ from envs.errors import (
     WorldFileError,
 )
 from envs.sim import make_backend, worlds_dir
-from envs.sim import webots as webots_module
+from envs.sim import webots_process as process_module
 from envs.sim.base import Pose
 from envs.sim.wbt import WEBOTS_BASE_NODES, load_world, parse_world
 from envs.sim.webots import (
@@ -236,7 +236,7 @@ def test_malformed_world_file_fails_before_looking_for_webots(tmp_path: Path, mo
 
 def test_missing_webots_home_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WEBOTS_HOME", raising=False)
-    monkeypatch.setattr(webots_module, "DEFAULT_WEBOTS_HOMES", ())
+    monkeypatch.setattr(process_module, "DEFAULT_WEBOTS_HOMES", ())
     with pytest.raises(SimulatorNotAvailableError) as info:
         WebotsBackend(TRACKING_WBT)
     message = str(info.value)
@@ -984,9 +984,9 @@ class FakePopen:
 def fake_launch(webots_home: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     (webots_home / "webots").write_text("#!/bin/sh\n", encoding="utf-8")
     monkeypatch.setattr(FakePopen, "launched", [])
-    monkeypatch.setattr(webots_module.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(process_module.subprocess, "Popen", FakePopen)
     signals: list[tuple[int, int]] = []
-    monkeypatch.setattr(webots_module.os, "killpg", lambda pid, sig: signals.append((pid, sig)))
+    monkeypatch.setattr(process_module.os, "killpg", lambda pid, sig: signals.append((pid, sig)))
     return signals
 
 
