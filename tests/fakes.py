@@ -1,4 +1,12 @@
-"""Test doubles shared by the suite.
+"""Every test double of the suite, in one place.
+
+* a recording stand-in for Webots' ``controller`` module (below), and for a launched Webots process
+  (:class:`FakePopen`);
+* :class:`BareBackend`, a simulator backend with only the abstract methods;
+* :class:`ScriptedPipeline`, a face pipeline whose answers a test scripts;
+* :class:`DictObsEnv`, a tiny environment with ``Dict`` observations;
+* fake ONNX files in the YuNet / SFace formats (:func:`fake_model`) and a two-input learner
+  (:class:`FusionTestLearner`) for the perception tests.
 
 Webots cannot be installed on the build machines, so the Webots backend is tested against a recording
 stand-in for the ``controller`` module that ships with Webots (``$WEBOTS_HOME/lib/controller/python``).
@@ -30,16 +38,33 @@ Every API call is appended to :attr:`FakeWorld.calls` as ``(method, target, *arg
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import os
+import signal
 import sys
+import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
+import torch
+from gymnasium import spaces
+
+from envs.sim.base import Pose, SimBackend
+from perception.errors import InvalidArgumentError
+from perception.export import export_onnx
+from perception.faces.pipeline import FaceResult
+from perception.learner import Learner
+from perception.specs import ArrayPreprocessing, ImagePreprocessing, TensorSpec
+
+if TYPE_CHECKING:
+    from envs.tasks.face_recognition import DroneFaceEnv
 
 # -- small rotation helpers, written independently of envs.sim.webots so the tests check its maths --------
 
@@ -905,14 +930,8 @@ def install_fake_controller(monkeypatch: Any, world: FakeWorld) -> types.ModuleT
 # (This section's imports sit here, not at the top, so that it stays one block appended to the file.)
 # ======================================================================================================
 
-from pathlib import Path  # noqa: E402
 
-import torch  # noqa: E402
 
-from perception.errors import InvalidArgumentError  # noqa: E402
-from perception.export import export_onnx  # noqa: E402
-from perception.learner import Learner  # noqa: E402
-from perception.specs import ArrayPreprocessing, ImagePreprocessing, TensorSpec  # noqa: E402
 
 
 def fake_model(kind: str, path: str | Path, input_size: tuple[int, int] = (64, 64)) -> Path:
@@ -1019,3 +1038,109 @@ class FusionTestLearner(Learner):
 
 #: :data:`perception.learner.MODEL_REGISTRY` entry of :class:`FusionTestLearner`.
 FUSION_TEST_ENTRY = "tests.fakes:FusionTestLearner"
+
+
+# == Other doubles: Webots processes, a bare simulator backend, a scripted face pipeline, a Dict env ==========
+
+class FakeOutput:
+    """A process's stdout pipe: ``text``, then it blocks until the process ends."""
+
+    def __init__(self, text: str, ended: threading.Event) -> None:
+        self.text, self.ended = text, ended
+
+    def __iter__(self) -> Iterator[str]:
+        yield from io.StringIO(self.text)
+        self.ended.wait(10)
+
+
+class FakePopen:
+    """Stands in for the Webots process: prints ``output`` and runs until signalled (or exits at once)."""
+
+    launched: ClassVar[list[FakePopen]] = []
+    output = ""
+    exits_at_once = False
+
+    def __init__(self, argv: list[str], **kwargs: Any) -> None:
+        self.argv, self.kwargs = argv, kwargs
+        self.pid = 424242
+        self.ended = threading.Event()
+        self.returncode: int | None = None
+        if self.exits_at_once:
+            self.returncode = 1
+            self.ended.set()
+        self.stdout = FakeOutput(self.output, self.ended)
+        FakePopen.launched.append(self)
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:  # only reached after the backend signalled the process group
+            self.returncode = -signal.SIGTERM
+        self.ended.set()
+        return self.returncode
+
+    def terminate(self) -> None:
+        self.returncode = -signal.SIGTERM
+        self.ended.set()
+
+
+class BareBackend(SimBackend):
+    """A backend implementing only the abstract methods, as other backends did before joints existed."""
+
+    control_period = 0.1
+    entity_names = camera_names = ()
+    time = 0.0
+
+    def reset(self, seed: int | None = None) -> None: ...
+    def step(self) -> None: ...
+    def get_pose(self, entity: str) -> Pose: ...
+    def set_pose(self, entity: str, pose: Pose) -> None: ...
+    def set_planar_velocity(self, entity: str, forward: float, yaw_rate: float) -> None: ...
+    def render(self, camera: str) -> np.ndarray: ...
+    def camera_fovy(self, camera: str) -> float: ...
+
+
+class ScriptedPipeline:
+    """Answers every frame with one face: ``answer(env)`` -> (identity, confidence, similarity) or None."""
+
+    def __init__(self) -> None:
+        self.env: DroneFaceEnv | None = None
+        self.answer: Callable[[DroneFaceEnv], tuple[str, float, float] | None] = (
+            lambda env: (env.identity_true, 0.8, 0.9)
+        )
+        self.box = np.array([70.0, 50.0, 90.0, 70.0], np.float32)
+        self.calls = 0
+
+    def __call__(self, frame: np.ndarray) -> list[FaceResult]:
+        assert frame.dtype == np.uint8 and frame.ndim == 3
+        self.calls += 1
+        got = self.answer(self.env)
+        if got is None:
+            return []
+        identity, confidence, similarity = got
+        return [FaceResult(self.box.copy(), 0.9, identity, confidence, similarity)]
+
+
+class DictObsEnv(gym.Env):
+    """Dict observations (a vector and a discrete mode); reward 1 for picking the mode, 10 steps an episode."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Dict({"vec": spaces.Box(-1, 1, (3,), np.float32), "mode": spaces.Discrete(2)})
+        self.action_space = spaces.Discrete(2)
+        self._t = 0
+        self._mode = 0
+
+    def _obs(self) -> dict[str, Any]:
+        return {"vec": self.np_random.uniform(-1, 1, 3).astype(np.float32), "mode": self._mode}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self._t, self._mode = 0, int(self.np_random.integers(2))
+        return self._obs(), {}
+
+    def step(self, action: int) -> tuple[dict, float, bool, bool, dict]:
+        reward = float(action == self._mode)
+        self._t += 1
+        self._mode = int(self.np_random.integers(2))
+        return self._obs(), reward, False, self._t >= 10, {}

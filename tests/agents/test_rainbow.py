@@ -11,7 +11,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
@@ -21,6 +20,7 @@ from stable_baselines3.common.envs import FakeImageEnv
 from agents.rainbow import PRESETS, PrioritizedReplayBuffer, Rainbow, RainbowReplayBuffer
 from agents.rainbow.rainbow import MANIFEST_NAME
 from envs.errors import InvalidArgumentError, ManifestError, UnknownNameError
+from tests.fakes import DictObsEnv
 
 ALL_OFF: dict[str, Any] = {
     "double_q": False,
@@ -65,30 +65,6 @@ class CountingCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.ended = True
-
-
-class DictObsEnv(gym.Env):
-    """Dict observations (a vector and a discrete mode); reward 1 for picking the mode, 10 steps an episode."""
-
-    def __init__(self) -> None:
-        self.observation_space = spaces.Dict({"vec": spaces.Box(-1, 1, (3,), np.float32), "mode": spaces.Discrete(2)})
-        self.action_space = spaces.Discrete(2)
-        self._t = 0
-        self._mode = 0
-
-    def _obs(self) -> dict[str, Any]:
-        return {"vec": self.np_random.uniform(-1, 1, 3).astype(np.float32), "mode": self._mode}
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        super().reset(seed=seed)
-        self._t, self._mode = 0, int(self.np_random.integers(2))
-        return self._obs(), {}
-
-    def step(self, action: int) -> tuple[dict, float, bool, bool, dict]:
-        reward = float(action == self._mode)
-        self._t += 1
-        self._mode = int(self.np_random.integers(2))
-        return self._obs(), reward, False, self._t >= 10, {}
 
 
 @pytest.fixture

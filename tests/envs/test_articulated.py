@@ -15,8 +15,9 @@ import pytest
 
 from envs.errors import InvalidArgumentError, SimulatorError, UnknownNameError
 from envs.sim import make_backend
-from envs.sim.base import Pose, SimBackend
+from envs.sim.base import Pose
 from envs.sim.mujoco import MujocoBackend
+from tests.fakes import BareBackend
 
 JOINTS = ("shoulder", "elbow")
 ACTUATORS = ("shoulder_motor", "elbow_motor")
@@ -268,22 +269,6 @@ def test_depth_is_metric_distance_to_the_image_plane(arm: MujocoBackend) -> None
     assert depth[int(v), int(u)] == pytest.approx(wrist_depth, abs=0.03)
 
 
-class _BareBackend(SimBackend):
-    """A backend implementing only the abstract methods, as other backends did before joints existed."""
-
-    control_period = 0.1
-    entity_names = camera_names = ()
-    time = 0.0
-
-    def reset(self, seed: int | None = None) -> None: ...
-    def step(self) -> None: ...
-    def get_pose(self, entity: str) -> Pose: ...
-    def set_pose(self, entity: str, pose: Pose) -> None: ...
-    def set_planar_velocity(self, entity: str, forward: float, yaw_rate: float) -> None: ...
-    def render(self, camera: str) -> np.ndarray: ...
-    def camera_fovy(self, camera: str) -> float: ...
-
-
 @pytest.mark.parametrize(
     "call",
     [
@@ -299,7 +284,7 @@ class _BareBackend(SimBackend):
     ],
 )
 def test_backends_without_articulation_say_so(call) -> None:
-    bare = _BareBackend()
+    bare = BareBackend()
     assert bare.joint_names == bare.actuator_names == bare.force_torque_names == bare.site_names == ()
-    with pytest.raises(SimulatorError, match="_BareBackend for this world has no"):
+    with pytest.raises(SimulatorError, match="BareBackend for this world has no"):
         call(bare)

@@ -7,7 +7,6 @@ in for the face models, so rewards can be checked exactly; one test runs the shi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -19,7 +18,7 @@ import envs  # noqa: F401
 from envs.errors import InvalidActionError, InvalidArgumentError, UnknownNameError, WorldFileError
 from envs.tasks.face_recognition import ACTION_SETS, DroneFaceEnv, action_index, wrap_angle
 from envs.worlds.face_room import FaceWorldLayout, build_face_recognition_world
-from perception.faces.pipeline import FaceResult
+from tests.fakes import ScriptedPipeline
 
 ENV_ID = "vantage/DroneFaceRecognition-v0"
 
@@ -30,27 +29,6 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     paths = build_face_recognition_world(root / "worlds", root / "textures", name="tiny_faces", n_people=2,
                                          n_furniture=2, nav_size=(48, 64), rec_size=(120, 160))
     return paths["mujoco"]
-
-
-class ScriptedPipeline:
-    """Answers every frame with one face: ``answer(env)`` -> (identity, confidence, similarity) or None."""
-
-    def __init__(self) -> None:
-        self.env: DroneFaceEnv | None = None
-        self.answer: Callable[[DroneFaceEnv], tuple[str, float, float] | None] = (
-            lambda env: (env.identity_true, 0.8, 0.9)
-        )
-        self.box = np.array([70.0, 50.0, 90.0, 70.0], np.float32)
-        self.calls = 0
-
-    def __call__(self, frame: np.ndarray) -> list[FaceResult]:
-        assert frame.dtype == np.uint8 and frame.ndim == 3
-        self.calls += 1
-        got = self.answer(self.env)
-        if got is None:
-            return []
-        identity, confidence, similarity = got
-        return [FaceResult(self.box.copy(), 0.9, identity, confidence, similarity)]
 
 
 def make(world: Path, **kwargs) -> tuple[DroneFaceEnv, ScriptedPipeline]:

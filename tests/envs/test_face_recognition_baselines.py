@@ -144,8 +144,7 @@ def test_webots_backend_gives_the_same_episode_as_mujoco(tiny_world: Path, tmp_p
     import math
     import sys
 
-    from tests.envs.test_face_recognition import ScriptedPipeline
-    from tests.fakes import FakeWorld, install_fake_controller
+    from tests.fakes import FakeWorld, ScriptedPipeline, install_fake_controller
 
     home = tmp_path / "webots"
     (home / "lib" / "controller" / "python").mkdir(parents=True)

@@ -7,17 +7,15 @@ Webots cannot be installed here, so most tests connect the backend to :mod:`test
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
 import signal
 import sys
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,6 +38,7 @@ from envs.sim.webots import (
     quaternion_to_axis_angle,
 )
 from tests.fakes import (
+    FakePopen,
     FakeRobot,
     FakeTouchSensor,
     FakeWorld,
@@ -935,49 +934,6 @@ def test_arm_unknown_names(arm_sim: WebotsBackend, call: Any, kind: str) -> None
 
 
 # -- launching Webots -----------------------------------------------------------------------------------
-
-
-class FakeOutput:
-    """A process's stdout pipe: ``text``, then it blocks until the process ends."""
-
-    def __init__(self, text: str, ended: threading.Event) -> None:
-        self.text, self.ended = text, ended
-
-    def __iter__(self) -> Iterator[str]:
-        yield from io.StringIO(self.text)
-        self.ended.wait(10)
-
-
-class FakePopen:
-    """Stands in for the Webots process: prints ``output`` and runs until signalled (or exits at once)."""
-
-    launched: ClassVar[list[FakePopen]] = []
-    output = ""
-    exits_at_once = False
-
-    def __init__(self, argv: list[str], **kwargs: Any) -> None:
-        self.argv, self.kwargs = argv, kwargs
-        self.pid = 424242
-        self.ended = threading.Event()
-        self.returncode: int | None = None
-        if self.exits_at_once:
-            self.returncode = 1
-            self.ended.set()
-        self.stdout = FakeOutput(self.output, self.ended)
-        FakePopen.launched.append(self)
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:  # only reached after the backend signalled the process group
-            self.returncode = -signal.SIGTERM
-        self.ended.set()
-        return self.returncode
-
-    def terminate(self) -> None:
-        self.returncode = -signal.SIGTERM
-        self.ended.set()
 
 
 @pytest.fixture
