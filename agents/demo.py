@@ -145,7 +145,7 @@ def plot_demo(spec: TaskSpec, results: Sequence[EvalResult], path: Path) -> Path
     ax2.bar(range(len(results)), values, yerr=errors, capsize=4,
             color=["tab:blue" if n.startswith(AGENT) else "tab:gray" for n in names])
     for i, r in enumerate(results):
-        ax2.text(i, values[i], f"{r.summary['steps_mean']:.0f} steps", ha="center", va="bottom", fontsize=8)
+        ax2.text(i, values[i], f"steps: {r.summary['steps_mean']:.0f}", ha="center", va="bottom", fontsize=8)
     ax2.set_xticks(range(len(results)))
     ax2.set_xticklabels([n.replace(", ", "\n") for n in names], fontsize=8)
     ax2.set_ylabel(demo.metric_label)
