@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from common.io import atomic_path
 from perception.errors import EnrollmentError, InvalidArgumentError
 from perception.faces.dataset import FaceDataset
 from perception.faces.detector import conv_bn, dw_block
@@ -516,6 +517,7 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> Path:
     ax2.set_ylim(0, 1.02)
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
