@@ -591,25 +591,9 @@ class WebotsBackend(SimBackend):
     def render(self, camera: str) -> np.ndarray:
         self._open()
         device = self._camera(camera)
-        self._enable(camera, device)
-        self._sync()
-        width, height = int(device.getWidth()), int(device.getHeight())
-        try:
-            raw = device.getImage()
-        except ValueError:  # the Python API raises on a NULL image
-            raw = None
-        if not raw or len(raw) != width * height * 4:
-            raise SimulatorError(
-                f"camera {camera!r} returned {len(raw or b'')} bytes, expected {width}x{height} BGRA pixels"
-            )
+        raw, height, width = self._capture(camera, device, "getImage", 4)
         bgra = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 4)
-        rgb = np.ascontiguousarray(bgra[:, :, 2::-1])
-        size = self._camera_sizes.get(camera)
-        if size is not None and size != (height, width):
-            import cv2  # only needed when resampling
-
-            rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        return rgb
+        return self._resampled(camera, np.ascontiguousarray(bgra[:, :, 2::-1]), "INTER_AREA")
 
     def camera_shape(self, camera: str) -> tuple[int, int]:
         device = self._camera(camera)
@@ -651,25 +635,32 @@ class WebotsBackend(SimBackend):
                 f"camera {camera!r} has no depth in {self.world.name}: add a RangeFinder named {name!r} with the "
                 f"camera's pose, width, height and fieldOfView (range finders here: {sorted(self._range_finders)})"
             )
+        raw, height, width = self._capture(name, device, "getRangeImage", 1)
+        # Nearest neighbour: averaging across an object's edge would invent depths in between.
+        return self._resampled(camera, np.asarray(raw, dtype=np.float32).reshape(height, width), "INTER_NEAREST")
+
+    def _capture(self, name: str, device: Any, getter: str, per_pixel: int) -> tuple[Any, int, int]:
+        """Enable ``device`` if needed, bring it up to date and read its whole image: ``(raw, height, width)``."""
         self._enable(name, device)
         self._sync()
         width, height = int(device.getWidth()), int(device.getHeight())
         try:
-            raw = device.getRangeImage()
+            raw = getattr(device, getter)()
         except ValueError:  # the Python API raises on a NULL image
             raw = None
-        if raw is None or len(raw) != width * height:
-            raise SimulatorError(
-                f"range finder {name!r} returned {0 if raw is None else len(raw)} values, expected {width}x{height}"
-            )
-        depth = np.asarray(raw, dtype=np.float32).reshape(height, width)
-        size = self._camera_sizes.get(camera)
-        if size is not None and size != (height, width):
-            import cv2  # only needed when resampling
+        if raw is None or len(raw) != width * height * per_pixel:
+            raise SimulatorError(f"{name!r} returned {0 if raw is None else len(raw)} values from {getter}, "
+                                 f"expected {width}x{height}x{per_pixel}")
+        return raw, height, width
 
-            # Nearest neighbour: averaging across an object's edge would invent depths in between.
-            depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-        return depth
+    def _resampled(self, camera: str, image: np.ndarray, interpolation: str) -> np.ndarray:
+        """``image`` resized to ``camera``'s requested size (``camera_sizes``), if one was asked for."""
+        size = self._camera_sizes.get(camera)
+        if size is None or size == image.shape[:2]:
+            return image
+        import cv2  # only needed when resampling
+
+        return cv2.resize(image, (size[1], size[0]), interpolation=getattr(cv2, interpolation))
 
     # -- articulated bodies ------------------------------------------------------------------------------
     @property

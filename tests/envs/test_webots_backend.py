@@ -897,7 +897,7 @@ def test_depth_errors(arm_fake: FakeWorld, arm_sim: WebotsBackend, webots_home, 
         arm_sim.render_depth("arm_camera_depth")  # the RangeFinder is addressed through its camera
     arm_sim.render_depth("arm_camera")
     arm_fake.device("arm_camera_depth").image = [1.0] * 10
-    with pytest.raises(SimulatorError, match="returned 10 values, expected 64x64"):
+    with pytest.raises(SimulatorError, match="returned 10 values from getRangeImage, expected 64x64x1"):
         arm_sim.render_depth("arm_camera")
 
 
