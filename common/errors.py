@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "InvalidArgumentError",
     "ManifestError",
+    "OutputExistsError",
     "UnknownNameError",
     "VantageError",
     "check_choice",
@@ -48,6 +49,10 @@ class CheckpointError(VantageError):
 
 class ManifestError(CheckpointError, ValueError):
     """A saved model's JSON manifest is missing, malformed or does not match the weights."""
+
+
+class OutputExistsError(VantageError, FileExistsError):
+    """Writing would replace an existing file (pass ``overwrite``) or mix with another kind of artefact."""
 
 
 def check_choice(kind: str, value: str, allowed: Iterable[str]) -> str:

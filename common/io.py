@@ -11,11 +11,19 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "json_default"]
+__all__ = ["ARTEFACT_FILES", "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+           "json_default", "prepare_output"]
+
+#: The file that marks a folder as a Vantage artefact of one kind, and what that kind is.
+ARTEFACT_FILES: dict[str, str] = {
+    "manifest.json": "a saved perception model",
+    "config.json": "a training run",
+    "dataset.json": "a face dataset",
+}
 
 
 def _umask_mode() -> int:
@@ -82,3 +90,39 @@ def atomic_write_json(path: str | Path, payload: Any, sort_keys: bool = True) ->
     """Write ``payload`` as indented JSON to ``path`` atomically."""
     text = json.dumps(payload, indent=2, sort_keys=sort_keys, default=json_default) + "\n"
     return atomic_write_text(path, text)
+
+
+def prepare_output(folder: str | Path, names: Iterable[str] = (), *, overwrite: bool = False,
+                   kind: str | None = None) -> Path:
+    """Check that ``folder`` may receive the files ``names``, then create it.
+
+    Nothing is written here; the caller writes each file atomically afterwards. Check first, write after: a
+    refused command leaves the folder as it was.
+
+    Args:
+        folder: the output folder (created, with its parents, when the checks pass).
+        names: the files the caller will write into it.
+        overwrite: allow replacing files that exist.
+        kind: the kind of artefact ``folder`` itself is (a key of :data:`ARTEFACT_FILES`'s values); a folder
+            holding another kind's identity file is refused even with ``overwrite``. ``None``: ``folder`` is a
+            plain results folder, so any artefact's identity file in it is refused.
+
+    Raises:
+        OutputExistsError: ``folder`` is a file, holds another kind of artefact, or a file in ``names`` exists
+            and ``overwrite`` is false.
+    """
+    from common.errors import OutputExistsError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"output folder {folder} is a file; choose a folder")
+    for identity, what in ARTEFACT_FILES.items():
+        if what != kind and (folder / identity).is_file():
+            raise OutputExistsError(f"{folder} holds {what} ({identity}); write "
+                                    f"{kind or 'these results'} to another folder")
+    existing = sorted(name for name in names if (folder / name).exists())
+    if existing and not overwrite:
+        raise OutputExistsError(f"{folder} already holds {', '.join(existing)}; pass --overwrite to replace "
+                                f"{'them' if len(existing) > 1 else 'it'}, or choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
