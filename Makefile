@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The tour replaces its previous files in $(DEMO_DIR): vantage demo refuses to without --overwrite.
 demo: $(VENV)/.installed
-	$(VENV)/bin/vantage demo --out $(DEMO_DIR)
+	$(VENV)/bin/vantage demo --out $(DEMO_DIR) --overwrite
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -29,7 +30,7 @@ test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/vantage bench env tracking --json
+	$(VENV)/bin/vantage bench env tracking --json --overwrite
 	$(VENV)/bin/vantage bench rewards tracking
 
 clean:

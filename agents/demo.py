@@ -5,10 +5,15 @@ agent and the task's baselines on the same unseen seeded episodes, for each of t
 writes into ``OUT/<task>/``: ``results.md`` / ``results.json`` (the task's own table), ``<task>.png`` (one
 episode's trace per policy and a bar chart of the headline figure) and ``<task>_active.mp4`` / ``.gif`` (the
 agent's first episode, overview beside its own view). ``OUT/README.md`` collects the tables.
+
+Existing result files are refused before anything runs unless ``overwrite`` is given
+(:func:`common.io.prepare_output`); each task's files are written together once the task is done (all or
+none), and ``README.md`` last.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ import numpy as np
 from agents.evaluation import EvalResult, evaluate
 from agents.media import write_video
 from agents.training import TrainConfig, load_agent, seeds_for, train
-from common.io import atomic_path, atomic_write_json, atomic_write_text
+from common.io import atomic_path, atomic_write_json, atomic_write_text, prepare_output
 from envs.errors import InvalidArgumentError
 from envs.specs import TASKS, TaskSpec, get_task
 
@@ -37,12 +42,22 @@ def demo_tasks(names: Sequence[str] | None = None) -> list[TaskSpec]:
     return [spec for spec in TASKS.values() if spec.demo is not None and spec.shipped_agent is not None]
 
 
+def demo_files(spec: TaskSpec) -> tuple[str, ...]:
+    """The files the demo writes into ``OUT/<task>/`` for ``spec``."""
+    return ("results.md", "results.json", f"{spec.name}.png", f"{spec.name}_active.mp4", f"{spec.name}_active.gif")
+
+
 def demo_task(spec: TaskSpec, out: Path, run_dir: Path | None = None, episodes: int | None = None, seed: int = 0,
-              progress: bool = True) -> list[EvalResult]:
-    """Evaluate one task's agent (``run_dir``, default the shipped one) and baselines; write its files."""
+              progress: bool = True, overwrite: bool = False) -> list[EvalResult]:
+    """Evaluate one task's agent (``run_dir``, default the shipped one) and baselines; write its files.
+
+    Raises:
+        OutputExistsError: a file of :func:`demo_files` exists in ``out/<task>`` and ``overwrite`` is false.
+    """
     demo = spec.demo
     if demo is None:
         raise InvalidArgumentError(f"task {spec.name!r} has no demo in its spec")
+    folder = prepare_output(out / spec.name, demo_files(spec), overwrite=overwrite)
     run_dir = Path(run_dir or spec.shipped_agent)
     config, agent = load_agent(run_dir)
     if config.task != spec.name:
@@ -66,22 +81,26 @@ def demo_task(spec: TaskSpec, out: Path, run_dir: Path | None = None, episodes: 
             result.settings = {"variant": variant, "overrides": dict(overrides), "seed": seed, "run": str(run_dir)}
             results.append(result)
 
-    folder = out / spec.name
     table = spec.make_evaluator().format_table([r.row() for r in results])
-    atomic_write_text(folder / "results.md", table + "\n")
-    atomic_write_json(folder / "results.json", {"task": spec.name, "agent": str(run_dir),
-                                                "agent_actions": "sampled" if spec.agent_sampled else "most likely",
-                                                "results": [r.to_json() for r in results]})
-    plot_demo(spec, results, folder / f"{spec.name}.png")
-    if frames:
-        write_video(folder / f"{spec.name}_active.mp4", frames, fps=demo.video_fps)
-        write_video(folder / f"{spec.name}_active.gif", frames[:300:2], fps=max(1, demo.video_fps // 2))
+    results_md, results_json, plot, mp4, gif = demo_files(spec)
+    # The task's files all or none: each goes to a temporary file, renamed over the old one once all are written.
+    with contextlib.ExitStack() as stack:
+        staged = {name: stack.enter_context(atomic_path(folder / name))
+                  for name in (results_md, results_json, plot, *((mp4, gif) if frames else ()))}
+        atomic_write_text(staged[results_md], table + "\n")
+        atomic_write_json(staged[results_json], {"task": spec.name, "agent": str(run_dir),
+                                                 "agent_actions": "sampled" if spec.agent_sampled else "most likely",
+                                                 "results": [r.to_json() for r in results]})
+        plot_demo(spec, results, staged[plot])
+        if frames:
+            write_video(staged[mp4], frames, fps=demo.video_fps)
+            write_video(staged[gif], frames[:300:2], fps=max(1, demo.video_fps // 2))
     return results
 
 
 def run_demo(out: str | Path, tasks: Sequence[str] | None = None, runs: Mapping[str, Path] | None = None,
              train_steps: int | None = None, episodes: int | None = None, seed: int = 0,
-             progress: bool = True) -> dict[str, list[EvalResult]]:
+             progress: bool = True, overwrite: bool = False) -> dict[str, list[EvalResult]]:
     """The tour: every demo task's agent against its baselines, files under ``out``.
 
     Args:
@@ -92,12 +111,21 @@ def run_demo(out: str | Path, tasks: Sequence[str] | None = None, runs: Mapping[
         episodes: episodes per policy and variant (default: each demo's).
         seed: seed of the episode seeds.
         progress: show progress bars.
+        overwrite: replace the result files of an earlier demo in ``out``.
+
+    Raises:
+        OutputExistsError: before anything runs, when ``out`` already holds a result file of this tour and
+            ``overwrite`` is false, or ``out`` (or a task's folder) is another kind of artefact.
     """
     out = Path(out)
     specs = demo_tasks(tasks)
     runs = dict(runs or {})
     for name in runs:
         get_task(name)
+    # Every output folder is checked before the first (long) evaluation, not when its turn comes.
+    prepare_output(out, ["README.md"], overwrite=overwrite)
+    for spec in specs:
+        prepare_output(out / spec.name, demo_files(spec), overwrite=overwrite)
     tables: dict[str, list[EvalResult]] = {}
     for spec in specs:
         run_dir = runs.get(spec.name)
@@ -106,7 +134,7 @@ def run_demo(out: str | Path, tasks: Sequence[str] | None = None, runs: Mapping[
             print(f"training a {spec.name} agent ({spec.presets.get('ppo')}) for {train_steps} steps -> {run_dir}")
             train(TrainConfig(task=spec.name, steps=train_steps, env_kwargs={**spec.defaults(), "backend": "mujoco"}),
                   run_dir, resume=(run_dir / "checkpoints" / "latest.zip").exists(), progress_bar=progress)
-        tables[spec.name] = demo_task(spec, out, run_dir, episodes, seed, progress)
+        tables[spec.name] = demo_task(spec, out, run_dir, episodes, seed, progress, overwrite=overwrite)
     lines = ["# Vantage demo", ""]
     for spec in specs:
         lines += [f"## {spec.name}: {spec.summary}", "", spec.make_evaluator().format_table(

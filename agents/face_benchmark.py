@@ -13,6 +13,7 @@ Every cell uses the same episode seeds, so identities and furniture match across
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.evaluation import Episode, run_episode, speed_figures
-from common.io import atomic_path, atomic_write_json, atomic_write_text
+from common.io import atomic_path, atomic_write_json, atomic_write_text, prepare_output
 from common.seeding import GRID_STREAM, derive_seeds
 from envs.errors import InvalidArgumentError, UnknownNameError, check_choice
 from envs.specs import get_task
@@ -35,6 +36,9 @@ SETUP2_DISTANCES: tuple[float, ...] = (3, 5, 7)
 SETUP2_ANGLES: tuple[float, ...] = (0, 60, 120, 180, 240, 300)
 SETUPS = ("setup1", "setup2", "random")
 ENV_ID = "vantage/DroneFaceRecognition-v0"
+#: The benchmark's result files in ``out`` (the heatmap only when a grid setup runs).
+BENCH_FILES = ("face_recognition_bench.json", "face_recognition_episodes.json", "face_recognition_tables.md",
+               "face_recognition_heatmap.png")
 
 
 @dataclass
@@ -271,6 +275,8 @@ class FaceBenchConfig:
     seed: int = 0
     threads: int = 1
     """torch threads for the agent's policy"""
+    overwrite: bool = False
+    """replace result files already in ``out`` (otherwise they make the benchmark refuse to start)"""
 
     def validate(self) -> None:
         """Check names and sizes before anything runs; raises naming the bad value."""
@@ -289,13 +295,22 @@ class FaceBenchConfig:
 def run_face_benchmark(config: FaceBenchConfig, progress: bool = True) -> dict[str, Any]:
     """Run the grids for the agent (if any) and the baselines; write JSON, tables and a heatmap to ``out``.
 
+    The result files are checked before anything runs (:func:`common.io.prepare_output`: existing ones need
+    ``config.overwrite``) and written at the end, all of them or none.
+
     Returns:
         The summary written to ``face_recognition_bench.json`` (plus ``files``).
+
+    Raises:
+        OutputExistsError: a result file exists in ``out`` and ``config.overwrite`` is false, or ``out`` is
+            another kind of artefact.
     """
     config.validate()
     spec = get_task("face-recognition")
     grid = grid_cells([s for s in config.setups if s != "random"], config.setup1_distances,
                       config.setup2_distances, config.setup2_angles)
+    names = BENCH_FILES if grid else BENCH_FILES[:-1]
+    out = prepare_output(config.out, names, overwrite=config.overwrite)
     models: dict[str, Any] = {}
     if config.detector is not None:
         models["detector_dir"] = str(config.detector)
@@ -361,13 +376,17 @@ def run_face_benchmark(config: FaceBenchConfig, progress: bool = True) -> dict[s
         },
         "env_throughput": throughput,
     }
-    out = Path(config.out)
     tables = format_tables(results)
-    atomic_write_json(out / "face_recognition_bench.json", summary)
-    atomic_write_json(out / "face_recognition_episodes.json",
-                      {label: cells_to_json(cells) for label, cells in results.items()})
-    atomic_write_text(out / "face_recognition_tables.md", tables + "\n")
-    heatmap = plot_heatmaps(results, out / "face_recognition_heatmap.png") if grid else None
+    # All files or none: each goes to a temporary file, renamed over the old one once all are written.
+    with contextlib.ExitStack() as stack:
+        staged = {name: stack.enter_context(atomic_path(out / name)) for name in names}
+        atomic_write_json(staged["face_recognition_bench.json"], summary)
+        atomic_write_json(staged["face_recognition_episodes.json"],
+                          {label: cells_to_json(cells) for label, cells in results.items()})
+        atomic_write_text(staged["face_recognition_tables.md"], tables + "\n")
+        if grid:
+            plot_heatmaps(results, staged["face_recognition_heatmap.png"])
+    heatmap = out / "face_recognition_heatmap.png" if grid else None
     summary["files"] = {"tables": str(out / "face_recognition_tables.md"),
                         "heatmap": str(heatmap) if heatmap else None}
     summary["tables"] = tables

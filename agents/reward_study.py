@@ -2,12 +2,15 @@
 constant, switching and obstacle motion, over several seeds.
 
 Each (reward, action mode, seed) is an ordinary training run under ``OUT/runs/``; finished runs are reused, so
-an interrupted study resumes where it stopped. Results: ``OUT/reward_study.json``, ``OUT/reward_study.md``
-and ``OUT/reward_study.png``.
+an interrupted study resumes where it stopped (a finished run trained with other settings is refused, never
+mixed in). Results: ``OUT/reward_study.json``, ``OUT/reward_study.md`` and ``OUT/reward_study.png``, a summary
+of the runs the call selects: they are rewritten on every call (nothing is lost, the runs they summarise are
+kept), all three together or none of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from concurrent.futures import ProcessPoolExecutor
@@ -18,12 +21,15 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation import evaluate
-from agents.training import MODEL_FILE, TrainConfig, load_agent, make_eval_env, seeds_for, train
-from common.io import atomic_path, atomic_write_json, atomic_write_text
+from agents.training import MODEL_FILE, TrainConfig, load_agent, load_config, make_eval_env, seeds_for, train
+from common.errors import InvalidArgumentError
+from common.io import atomic_path, atomic_write_json, atomic_write_text, json_default, prepare_output
 
 REWARDS = ("td", "negative", "hint")
 ACTION_MODES = ("discrete", "continuous")
 SETUPS = ("constant", "switching", "obstacles")
+#: The study's summary files, in ``out``.
+STUDY_FILES = ("reward_study.json", "reward_study.md", "reward_study.png")
 
 
 @dataclass
@@ -56,8 +62,11 @@ def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dic
         env_kwargs={"reward": reward, "action_mode": mode, "motion": "constant"},
         agent_overrides=dict(study.agent_overrides),
     )
-    if not (run_dir / MODEL_FILE).is_file():
-        resume = (run_dir / "checkpoints" / "latest.zip").is_file()
+    finished = (run_dir / MODEL_FILE).is_file()
+    resume = not finished and (run_dir / "checkpoints" / "latest.zip").is_file()
+    if finished or resume:
+        _check_stored_run(run_dir, config)
+    if not finished:
         if not resume:
             # A run stopped before its first checkpoint has nothing to keep: start it afresh.
             (run_dir / "config.json").unlink(missing_ok=True)
@@ -86,19 +95,49 @@ def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dic
     return result
 
 
+def _check_stored_run(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse a finished run trained with other settings than ``config``: reusing it would mix two studies."""
+    stored = load_config(run_dir)
+    wanted = {"steps": config.steps, "seed": config.seed, "normalize_rewards": config.normalize_rewards,
+              "agent_overrides": config.agent_overrides,
+              **{f"env_kwargs.{k}": v for k, v in config.env_kwargs.items()}}
+    found = {"steps": stored.steps, "seed": stored.seed, "normalize_rewards": stored.normalize_rewards,
+             "agent_overrides": stored.agent_overrides,
+             **{f"env_kwargs.{k}": stored.env_kwargs.get(k) for k in config.env_kwargs}}
+    # Through JSON, as the stored side went: tuples compare equal to the lists they became.
+    canonical = lambda d: json.loads(json.dumps(d, sort_keys=True, default=json_default))  # noqa: E731
+    differ = [k for k in wanted if canonical(wanted[k]) != canonical(found[k])]
+    if differ:
+        details = ", ".join(f"{k}={found[k]!r} (this study: {wanted[k]!r})" for k in differ)
+        raise InvalidArgumentError(f"{run_dir} was trained with {details}; choose another --out for a study with "
+                                   "other settings (its runs are kept)")
+
+
 def run_reward_study(study: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate every combination; write JSON, Markdown and a plot; return the summary."""
-    out = Path(study.out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Train and evaluate every combination; write JSON, Markdown and a plot; return the summary.
+
+    Finished runs under ``out/runs`` are reused and interrupted ones resumed; the summary files are rewritten,
+    together, once every run is done.
+
+    Raises:
+        OutputExistsError: ``out`` is a file or another kind of artefact (a training run, a model, a dataset).
+        InvalidArgumentError: a finished run in ``out/runs`` was trained with other settings.
+    """
+    out = prepare_output(study.out)
     combos = list(itertools.product(study.rewards, study.action_modes, study.seeds))
     runs: list[dict[str, Any]] = []
     if study.jobs > 1:
         with ProcessPoolExecutor(max_workers=study.jobs) as pool:
             futures = [pool.submit(_run_one, study, *c) for c in combos]
-            for i, f in enumerate(futures):
-                runs.append(f.result())
-                if progress:
-                    print(f"[{i + 1}/{len(combos)}] {combos[i]} done", flush=True)
+            try:
+                for i, f in enumerate(futures):
+                    runs.append(f.result())
+                    if progress:
+                        print(f"[{i + 1}/{len(combos)}] {combos[i]} done", flush=True)
+            except BaseException:
+                # Start no queued run after an error or Ctrl-C; those running stop or finish their checkpoint.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     else:
         for i, combo in enumerate(combos):
             runs.append(_run_one(study, *combo))
@@ -107,9 +146,12 @@ def run_reward_study(study: RewardStudyConfig, progress: bool = True) -> dict[st
     table = summarize(runs, study)
     payload = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in study.__dict__.items()},
                "summary": table, "runs": runs}
-    atomic_write_json(out / "reward_study.json", payload)
-    atomic_write_text(out / "reward_study.md", format_study(table, study) + "\n")
-    plot_study(table, study, out / "reward_study.png")
+    # All three files or none: each goes to a temporary file, renamed over the old one once all are written.
+    with contextlib.ExitStack() as stack:
+        staged = {name: stack.enter_context(atomic_path(out / name)) for name in STUDY_FILES}
+        atomic_write_json(staged["reward_study.json"], payload)
+        atomic_write_text(staged["reward_study.md"], format_study(table, study) + "\n")
+        plot_study(table, study, staged["reward_study.png"])
     return payload
 
 

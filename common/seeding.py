@@ -18,4 +18,8 @@ def derive_seeds(seed: int, n: int, stream: int = EVAL_STREAM) -> list[int]:
     Training runs use small seeds (0, 1, 2, ...); seeds derived here are large and pseudo-random, so evaluation
     episodes never repeat a training episode. Different ``stream`` values give unrelated seed lists.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        from common.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"seed={seed!r} must be an integer >= 0")
     return [int(s) for s in np.random.SeedSequence([seed, stream]).generate_state(n) % (2**31 - 1)]

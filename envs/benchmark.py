@@ -13,19 +13,21 @@ import numpy as np
 def env_steps_per_second(env_id: str, n_steps: int, seed: int = 0, **env_kwargs: Any) -> float:
     """Control steps per second of ``env_id`` under uniformly random actions (resets included)."""
     env = gym.make(env_id, **env_kwargs)
-    env.action_space.seed(seed)
-    env.reset(seed=seed)
-    for _ in range(20):  # warm up the renderer and caches
-        env.step(env.action_space.sample())
-    env.reset(seed=seed)
-    actions = [env.action_space.sample() for _ in range(n_steps)]
-    start = time.perf_counter()
-    for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
-    env.close()
+    try:  # closed on an error or Ctrl-C too: the simulator (a Webots process, a GL context) must not linger
+        env.action_space.seed(seed)
+        env.reset(seed=seed)
+        for _ in range(20):  # warm up the renderer and caches
+            env.step(env.action_space.sample())
+        env.reset(seed=seed)
+        actions = [env.action_space.sample() for _ in range(n_steps)]
+        start = time.perf_counter()
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        elapsed = time.perf_counter() - start
+    finally:
+        env.close()
     return n_steps / elapsed
 
 
@@ -39,22 +41,25 @@ def raw_mujoco_steps_per_second(world: str | Path, camera: str, size: tuple[int,
     model.vis.quality.offsamples = 0
     data = mujoco.MjData(model)
     renderer = mujoco.Renderer(model, *size)
-    for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
-        renderer.scene.flags[flag] = False
-    cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
-    data.qvel[:] = 0.01
-    for _ in range(20):
-        mujoco.mj_step(model, data)
-        renderer.update_scene(data, cam_id)
-        renderer.render()
-    start = time.perf_counter()
-    for _ in range(n_steps):
-        for _ in range(substeps):
+    try:
+        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
+                     mujoco.mjtRndFlag.mjRND_SKYBOX):
+            renderer.scene.flags[flag] = False
+        cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        data.qvel[:] = 0.01
+        for _ in range(20):
             mujoco.mj_step(model, data)
-        renderer.update_scene(data, cam_id)
-        renderer.render()
-    elapsed = time.perf_counter() - start
-    renderer.close()
+            renderer.update_scene(data, cam_id)
+            renderer.render()
+        start = time.perf_counter()
+        for _ in range(n_steps):
+            for _ in range(substeps):
+                mujoco.mj_step(model, data)
+            renderer.update_scene(data, cam_id)
+            renderer.render()
+        elapsed = time.perf_counter() - start
+    finally:
+        renderer.close()
     return n_steps / elapsed
 
 
@@ -68,9 +73,11 @@ def env_throughput(env_id: str, n_steps: int = 3000, repeats: int = 3, seed: int
     import envs  # noqa: F401  (registers the environments)
 
     probe = gym.make(env_id, **env_kwargs).unwrapped
-    world, camera = probe.sim.world, probe.camera
-    size, substeps = tuple(probe.sim.camera_shape(camera)), probe.sim.n_substeps
-    probe.close()
+    try:
+        world, camera = probe.sim.world, probe.camera
+        size, substeps = tuple(probe.sim.camera_shape(camera)), probe.sim.n_substeps
+    finally:
+        probe.close()
     env_sps = max(env_steps_per_second(env_id, n_steps, seed, **env_kwargs) for _ in range(repeats))
     raw_sps = max(raw_mujoco_steps_per_second(world, camera, size, substeps, n_steps) for _ in range(repeats))
     return {

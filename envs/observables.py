@@ -63,6 +63,10 @@ class Observable:
     def __post_init__(self) -> None:
         check_choice(f"modality of observable {self.name!r}", self.modality, MODALITIES)
         check_choice("dropout_value", self.dropout_value, DROPOUT_VALUES)
+        for key in ("noise_std", "dropout"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+                raise InvalidArgumentError(f"{self.name}: {key}={value!r} must be a number")
         if not (math.isfinite(self.noise_std) and self.noise_std >= 0):
             raise InvalidArgumentError(f"{self.name}: noise_std={self.noise_std!r} must be a finite number >= 0")
         if not (math.isfinite(self.dropout) and 0.0 <= self.dropout <= 1.0):
@@ -115,6 +119,8 @@ def make_observables(readers: Mapping[str, tuple[str, Callable[[], np.ndarray]]]
     for name, options in corruption.items():
         if name not in readers:
             raise UnknownNameError("observation", name, readers)
+        if not isinstance(options, Mapping):
+            raise InvalidArgumentError(f"corruption of {name!r} must be a dict of options, got {options!r}")
         for key in options:
             check_choice(f"corruption option for {name!r}", key, _OPTIONS)
     return {name: Observable(name, modality, read, **dict(corruption.get(name, {})))

@@ -66,6 +66,14 @@ __all__ = [
 ]
 
 
+def _number(name: str, value: object) -> float:
+    """``value`` as a finite float, or :class:`InvalidArgumentError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) or not math.isfinite(
+            value):
+        raise InvalidArgumentError(f"{name}={value!r} must be a finite number")
+    return float(value)
+
+
 class RewardScheme(abc.ABC):
     """Maps named error signals to a reward total and per-signal terms.
 
@@ -83,11 +91,13 @@ class RewardScheme(abc.ABC):
         if isinstance(signals, str) or not signals:
             raise InvalidArgumentError(f"signals must be a non-empty sequence of names, got {signals!r}")
         self.signals = tuple(signals)
+        if weights is not None and not isinstance(weights, Mapping):
+            raise InvalidArgumentError(f"weights={weights!r} must be a dict of signal -> multiplier")
         weights = dict(weights or {})
         unknown = set(weights) - set(self.signals)
         if unknown:
             raise UnknownNameError("weighted signal", sorted(unknown)[0], self.signals)
-        self.weights = {s: float(weights.get(s, 1.0)) for s in self.signals}
+        self.weights = {s: _number(f"weight of {s!r}", weights.get(s, 1.0)) for s in self.signals}
         self.signed = self.signed_by_default if signed is None else bool(signed)
         self._previous: dict[str, float] | None = None
 
@@ -180,13 +190,14 @@ class HintReward(RewardScheme):
         signed: bool | None = None,
     ) -> None:
         super().__init__(signals, weights, signed)
-        self.c_g, self.c_m, self.c_p = float(c_g), float(c_m), float(c_p)
+        self.c_g, self.c_m, self.c_p = (_number(name, value) for name, value in (("c_g", c_g), ("c_m", c_m),
+                                                                                 ("c_p", c_p)))
         margins = dict(margin) if isinstance(margin, Mapping) else {s: margin for s in self.signals}
         missing = set(self.signals) - set(margins)
         if missing:
             raise InvalidArgumentError(f"hint margin is missing signals {sorted(missing)}; got {margins}")
         for s, m in margins.items():
-            if not (math.isfinite(float(m)) and float(m) > 0):
+            if not (_number(f"hint margin for {s!r}", m) > 0):
                 raise InvalidArgumentError(f"hint margin for {s!r} must be a positive number, got {m!r}")
         self.margin = {s: float(margins[s]) for s in self.signals}
 
@@ -241,7 +252,7 @@ class ShapedRecognitionReward:
     def __init__(self, bonus: float = 20.0, recognize_penalty: float = 0.05, collision_penalty: float = 1.0) -> None:
         for key, value in (("recognition_bonus", bonus), ("recognize_penalty", recognize_penalty),
                            ("collision_penalty", collision_penalty)):
-            if not (math.isfinite(value) and value >= 0):
+            if not _number(key, value) >= 0:
                 raise InvalidArgumentError(f"{key}={value!r} must be a finite number >= 0")
         self.bonus, self.recognize_penalty = float(bonus), float(recognize_penalty)
         self.collision_penalty = float(collision_penalty)
@@ -278,7 +289,7 @@ class PaperRecognitionReward:
     TERMS: ClassVar[tuple[str, ...]] = ("recognition",)
 
     def __init__(self, cutoff: float = 1.0) -> None:
-        if not (math.isfinite(cutoff) and 0 < cutoff <= 2):
+        if not 0 < _number("distance_cutoff", cutoff) <= 2:
             raise InvalidArgumentError(f"distance_cutoff={cutoff!r} must be in (0, 2] (unit embeddings)")
         self.cutoff = float(cutoff)
 

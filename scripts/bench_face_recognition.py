@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from envs.specs import TASKS
-from scripts.options import split_list
+from scripts.options import note_kept, overwrite_option, split_list
 
 
 @click.command("active-vs-static")
@@ -41,13 +41,18 @@ from scripts.options import split_list
               help="Torch threads for the agent's policy (the face models use one ONNX Runtime thread each).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench/face_recognition"),
               show_default=True, help="Folder for the JSON, tables and heatmap.")
+@overwrite_option("the JSON, tables and heatmap in --out")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def active_vs_static(task: str, agent_dir: Path | None, stochastic: bool, policies: str, setups: str,
                      setup1_distances: str, setup2_distances: str, setup2_angles: str, episodes: int,
                      random_episodes: int, max_steps: int, speed_steps: int, detector: Path | None,
-                     recognizer: Path | None, seed: int, threads: int, out: Path, as_json: bool) -> None:
+                     recognizer: Path | None, seed: int, threads: int, out: Path, overwrite: bool,
+                     as_json: bool) -> None:
     """Mean confidence of the correct identity and identification accuracy of active / static / rule-based
-    policies on setup 1, setup 2 and random starts; policy-only vs full-pipeline FPS; tables + heatmap."""
+    policies on setup 1, setup 2 and random starts; policy-only vs full-pipeline FPS; tables + heatmap.
+
+    The result files are written together when the benchmark ends; existing ones are refused before it starts
+    unless --overwrite is given."""
     from agents.face_benchmark import FaceBenchConfig, format_speed, run_face_benchmark
 
     if stochastic and agent_dir is None:
@@ -59,8 +64,9 @@ def active_vs_static(task: str, agent_dir: Path | None, stochastic: bool, polici
         setup2_distances=split_list(setup2_distances, "--setup2-distances", float),
         setup2_angles=split_list(setup2_angles, "--setup2-angles", float), episodes=episodes,
         random_episodes=random_episodes, max_steps=max_steps, speed_steps=speed_steps, detector=detector,
-        recognizer=recognizer, seed=seed, threads=threads,
+        recognizer=recognizer, seed=seed, threads=threads, overwrite=overwrite,
     )
+    note_kept(f"no result was written (the files in {out} are written together when the benchmark ends)")
     summary = run_face_benchmark(config, progress=not as_json)
     tables = summary.pop("tables")
     if as_json:

@@ -8,6 +8,11 @@ reused, so an interrupted benchmark resumes where it stopped), ``curves.png``, `
 sets share one table). ``--throughput`` trains nothing to completion: it times ``--steps`` training steps after
 the replay warm-up, variants interleaved, best of ``--repeats``, and writes ``throughput.json``.
 
+Output files: ``runs.jsonl`` is only ever appended to; ``curves.png``, ``table.md`` and ``summary.json``
+summarise the stored runs and are rewritten together on every call (no ``--overwrite`` needed: the runs they
+are made from stay in ``runs.jsonl``); ``throughput.json``, a measurement of its own, is replaced only with
+``--overwrite``.
+
 The benchmark itself is :mod:`agents.rainbow.ablation`; this module only turns options into an
 :class:`~agents.rainbow.ablation.AblationConfig`.
 """
@@ -30,6 +35,7 @@ from agents.rainbow.ablation import (
     measure_throughput,
     run_ablation,
 )
+from scripts.options import overwrite_option
 
 _DEFAULT = AblationConfig()
 
@@ -53,6 +59,8 @@ _DEFAULT = AblationConfig()
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Throughput repeats.")
 @click.option("--no-train", is_flag=True, help="Train nothing: summarise the runs already stored under --out.")
+@overwrite_option("throughput.json (--throughput)",
+                  "The summary files need none: they are rebuilt from runs.jsonl on every call.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Replace a preset entry (JSON value), e.g. learning_rate=2.5e-4; DQN gets the shared ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -69,11 +77,17 @@ def rainbow(
     throughput: bool,
     repeats: int,
     no_train: bool,
+    overwrite: bool,
     overrides: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Rainbow vs each component removed vs SB3 DQN: return curves (PNG), table, steps-to-threshold, speed."""
-    from scripts.options import parse_key_values, split_list
+    """Rainbow vs each component removed vs SB3 DQN: return curves (PNG), table, steps-to-threshold, speed.
+
+    Finished runs are stored in --out/<env>/runs.jsonl and reused, so after Ctrl-C the same command resumes;
+    curves.png, table.md and summary.json are rebuilt from the stored runs on every call (nothing is lost).
+    throughput.json (--throughput) is replaced only with --overwrite.
+    """
+    from scripts.options import note_kept, parse_key_values, split_list
 
     seed_list = split_list(seeds, "--seeds", int)
     preset_overrides = parse_key_values(overrides, "--set")
@@ -94,9 +108,11 @@ def rainbow(
     except UnknownSettingError as error:
         raise click.BadParameter(str(error), param_hint="--set") from error
     if throughput:
-        result = measure_throughput(config, repeats)
+        note_kept(f"no result was written ({config.folder / 'throughput.json'} is written when the timing ends)")
+        result = measure_throughput(config, repeats, overwrite=overwrite)
         click.echo(json.dumps(result, indent=2) if as_json else format_throughput(result))
         return
+    note_kept(f"the finished runs in {config.folder / 'runs.jsonl'} are kept: rerun the same command to resume")
     try:
         summary = run_ablation(config, progress=not as_json, train=not no_train)
     except NoStoredRunsError as error:

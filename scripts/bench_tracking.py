@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from envs.specs import TASKS
-from scripts.options import split_list
+from scripts.options import note_kept, overwrite_option, split_list
 
 
 def _tasks_with(benchmark: str) -> list[str]:
@@ -22,14 +22,18 @@ def _tasks_with(benchmark: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True,
               help="Folder for env_<task>.json.")
-def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path) -> None:
+@overwrite_option("env_<task>.json in --out")
+def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path, overwrite: bool) -> None:
     """Control steps/s of TASK's environment vs bare MuJoCo doing the same physics steps + one render."""
-    from common.io import atomic_write_json
+    from common.io import atomic_write_json, prepare_output
     from envs.benchmark import env_throughput
     from envs.specs import get_task
 
+    name = f"env_{task}.json"
+    prepare_output(out, [name], overwrite=overwrite)  # before the minutes of measuring, not after
+    note_kept(f"no result was written ({out / name} is written when the benchmark ends)")
     result = env_throughput(get_task(task).env_id, n_steps=steps, repeats=repeats)
-    atomic_write_json(out / f"env_{task}.json", result)
+    atomic_write_json(out / name, result)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -55,7 +59,13 @@ def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def bench_rewards(task: str, steps: int, seeds: str, episodes: int, rewards: str, action_modes: str, setups: str,
                   jobs: int, normalize_rewards: bool, out: Path, as_json: bool) -> None:
-    """The TD-reward paper's comparison (reward x action mode x motion, several seeds): table + plot."""
+    """The TD-reward paper's comparison (reward x action mode x motion, several seeds): table + plot.
+
+    Each (reward, action mode, seed) trains into --out/runs/; finished runs are reused and an interrupted one
+    resumes from its checkpoint, so after Ctrl-C the same command continues. reward_study.json, .md and .png
+    summarise the runs this call selects and are rewritten on every call (they need no --overwrite: the runs
+    they are made from are kept, so nothing is lost). A finished run trained with other settings is refused.
+    """
     from agents.reward_study import (
         ACTION_MODES,
         REWARDS,
@@ -75,6 +85,8 @@ def bench_rewards(task: str, steps: int, seeds: str, episodes: int, rewards: str
         action_modes=_split(action_modes, ACTION_MODES, "action mode", "--action-modes"),
         setups=_split(setups, SETUPS, "motion", "--setups"), jobs=jobs, normalize_rewards=normalize_rewards,
     )
+    note_kept(f"the finished training runs under {out / 'runs'} are kept, and an interrupted one resumes from its "
+              "last checkpoint: rerun the same command to continue")
     payload = run_reward_study(study, progress=not as_json)
     if as_json:
         click.echo(json.dumps(payload["summary"], indent=2))

@@ -9,8 +9,14 @@ from scripts.options import ErrorReportingGroup
 
 @click.group(cls=ErrorReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vantage")
+# Read by ErrorReportingGroup.main from the command line itself, so it also covers errors in parsing options.
+@click.option("--debug", is_flag=True, expose_value=False,
+              help="Show the full traceback of an error (also VANTAGE_DEBUG=1); without it an error is one line.")
 def main() -> None:
-    """Vantage: simulation-in-the-loop active perception workbench."""
+    """Vantage: simulation-in-the-loop active perception workbench.
+
+    Errors are one line on stderr; exit codes: 0 done, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
+    """
 
 
 @main.group(cls=ErrorReportingGroup)

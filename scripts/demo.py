@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from envs.specs import TASKS
-from scripts.options import parse_key_values
+from scripts.options import note_kept, overwrite_option, parse_key_values
 
 _DEMO_TASKS = [s.name for s in TASKS.values() if s.demo is not None]
 
@@ -24,13 +24,20 @@ _DEMO_TASKS = [s.name for s in TASKS.values() if s.demo is not None]
               help="Show this run directory's agent for TASK instead of the shipped one.")
 @click.option("--train", "train_steps", type=click.IntRange(min=1), default=None,
               help="Train a fresh agent per task for this many steps first (instead of the shipped ones).")
+@overwrite_option("the results of an earlier demo in --out (README.md and each task's files)")
 def demo(out: Path, tasks: tuple[str, ...], episodes: int | None, seed: int, runs: tuple[str, ...],
-         train_steps: int | None) -> None:
-    """Every task's trained agent against its baselines on the embedded MuJoCo backend: tables, plots, videos."""
+         train_steps: int | None, overwrite: bool) -> None:
+    """Every task's trained agent against its baselines on the embedded MuJoCo backend: tables, plots, videos.
+
+    An earlier demo's files in --out are refused before anything runs unless --overwrite is given (`make demo`
+    passes it). Each task's files are written together when the task is done, README.md last.
+    """
     from agents.demo import headline, run_demo
 
     run_dirs = {task: Path(str(path)) for task, path in parse_key_values(runs, "--run").items()}
-    results = run_demo(out, tasks or None, run_dirs, train_steps, episodes, seed)
+    note_kept(f"the tasks finished before the interrupt have their complete files in {out}/<task>/, the others "
+              "none (README.md is written last); rerun with --overwrite to redo the tour")
+    results = run_demo(out, tasks or None, run_dirs, train_steps, episodes, seed, overwrite=overwrite)
     click.echo("\n" + (out / "README.md").read_text())
     click.echo(f"Wrote {out}/README.md and, per task, results.md, results.json, a plot and a video of the agent.")
     click.echo(json.dumps(headline(results)))

@@ -5,11 +5,17 @@ episodes, noisy layers in mean mode) every ``eval_every`` steps, including step 
 ``out/<env>/``:
 
 * ``runs.jsonl``: one line per (variant, seed) with its evaluation curve and timings; a stored run whose
-  :meth:`AblationConfig.run_key` matches is reused, so an interrupted benchmark resumes where it stopped;
+  :meth:`AblationConfig.run_key` matches is reused, so an interrupted benchmark resumes where it stopped
+  (each line is appended whole in one write; a line torn by a crash is skipped with a warning, its run
+  trained again);
 * ``curves.png``: the judged metric (return, or episode length on tracking) vs steps per variant, with a
   min-max band over seeds;
 * ``table.md`` and ``summary.json``: final and best returns, steps to the threshold and throughput;
 * ``throughput.json`` (:func:`measure_throughput`): training speed after the replay warm-up.
+
+``curves.png``, ``table.md`` and ``summary.json`` summarise the stored runs a call selects and are rewritten
+together on every call (the runs stay in ``runs.jsonl``, so nothing is lost); ``throughput.json`` is a
+measurement of its own and is replaced only with ``overwrite``.
 
 Throughput is environment steps per second of training *including* gradient updates and *excluding*
 evaluation, in process CPU time as well as wall time: on a shared machine wall time mostly measures the
@@ -22,6 +28,7 @@ neighbours, CPU time what the algorithm costs. The slowdown vs DQN uses CPU time
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -29,6 +36,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +53,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.rainbow.rainbow import PRESETS, Rainbow
 from common.errors import InvalidArgumentError, VantageError, check_choice
-from common.io import atomic_path, atomic_write_json, atomic_write_text
+from common.io import atomic_path, atomic_write_json, atomic_write_text, prepare_output
 
 __all__ = [
     "CURVES_FILE",
@@ -376,10 +384,27 @@ def run_one(config: AblationConfig, variant: str, seed: int) -> dict[str, Any]:
 
 
 def load_runs(path: Path) -> list[dict[str, Any]]:
-    """The records stored in a ``runs.jsonl`` (none if it does not exist)."""
+    """The records stored in a ``runs.jsonl`` (none if it does not exist).
+
+    A line that does not parse as a JSON object (torn by a crash or a full disk while it was appended) is
+    skipped with a warning: its run counts as not stored and is trained again.
+    """
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            warnings.warn(f"{path}:{number}: skipped a line that is not a whole run record (cut off while it was "
+                          "written?); that run will be trained again", stacklevel=2)
+            continue
+        records.append(record)
+    return records
 
 
 def find_run(runs: Sequence[dict[str, Any]], key: dict[str, Any]) -> dict[str, Any] | None:
@@ -392,9 +417,21 @@ def find_run(runs: Sequence[dict[str, Any]], key: dict[str, Any]) -> dict[str, A
 
 def _append_run(path: Path, record: dict[str, Any]) -> None:
     # Appended, not rewritten through common.io: several benchmarks (e.g. the ablation and the seeds of
-    # Rainbow vs DQN) may share one log, and a rewrite would drop another's concurrent line.
-    with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    # Rainbow vs DQN) may share one log, and a rewrite would drop another's concurrent line. One O_APPEND
+    # write of the whole line (a regular file's write is not cut short by Ctrl-C), then fsync: the line is
+    # stored whole, or not at all unless the disk fills up or the machine stops mid-write (load_runs skips it).
+    data = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # after a torn line, start on a line of its own
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _value(point: Sequence[float], column: int) -> float | None:
@@ -596,8 +633,9 @@ def run_ablation(config: AblationConfig, progress: bool = True, train: bool = Tr
 
     Raises:
         NoStoredRunsError: no run of these settings is stored (or trained).
+        OutputExistsError: ``out/<env>`` is a file, or holds a training run, a model or a dataset.
     """
-    config.folder.mkdir(parents=True, exist_ok=True)
+    prepare_output(config.folder)  # refuses a file, or a folder holding a training run, model or dataset
     log = config.folder / RUNS_FILE
     runs = load_runs(log)
     selected = []
@@ -616,13 +654,17 @@ def run_ablation(config: AblationConfig, progress: bool = True, train: bool = Tr
     if not selected:
         raise NoStoredRunsError(f"no stored runs in {log} match these settings")
     summary = summarise(config, selected)
-    atomic_write_json(config.folder / SUMMARY_FILE, summary, sort_keys=False)
-    atomic_write_text(config.folder / TABLE_FILE, format_table(summary))
-    plot_curves(config, selected, config.folder / CURVES_FILE)
+    # All three files or none: each goes to a temporary file, renamed over the old one once all are written.
+    with contextlib.ExitStack() as stack:
+        staged = {name: stack.enter_context(atomic_path(config.folder / name))
+                  for name in (SUMMARY_FILE, TABLE_FILE, CURVES_FILE)}
+        atomic_write_json(staged[SUMMARY_FILE], summary, sort_keys=False)
+        atomic_write_text(staged[TABLE_FILE], format_table(summary))
+        plot_curves(config, selected, staged[CURVES_FILE])
     return summary
 
 
-def measure_throughput(config: AblationConfig, repeats: int = 3) -> dict[str, Any]:
+def measure_throughput(config: AblationConfig, repeats: int = 3, overwrite: bool = False) -> dict[str, Any]:
     """Training throughput (env steps/s, gradient updates included) per variant, after replay warm-up.
 
     Each model first collects ``learning_starts`` steps untimed, then trains ``config.steps`` more timed steps.
@@ -632,10 +674,15 @@ def measure_throughput(config: AblationConfig, repeats: int = 3) -> dict[str, An
     Args:
         config: the benchmark settings (``steps`` is the number of timed steps; seeds are not used: seed 0).
         repeats: round-robin repeats.
+        overwrite: replace an existing ``throughput.json`` (checked before anything is timed).
 
     Returns:
         The result, also written to ``out/<env>/throughput.json``.
+
+    Raises:
+        OutputExistsError: ``throughput.json`` exists and ``overwrite`` is false.
     """
+    prepare_output(config.folder, [THROUGHPUT_FILE], overwrite=overwrite)
     best: dict[str, dict[str, Any]] = {}
     for _ in range(repeats):
         for variant in config.variants:

@@ -28,6 +28,8 @@ from envs.worlds.tracking import (
 )
 
 REWARDS = ("td", "negative", "hint")
+MAX_K = 50  #: (2k+1)**2 discrete actions: 10201 at k = 50, far more than any policy head wants
+MAX_CONTROL_PERIOD = 1.0  #: seconds per step; longer would make one step a minute of physics at 10 ms
 ACTION_MODES = ("discrete", "continuous")
 MOTIONS = ("constant", "switching", "obstacles")
 
@@ -54,13 +56,17 @@ class TrackingSettings(TaskSettings):
         check_choice("reward scheme", self.reward, REWARDS)
         check_choice("action_mode", self.action_mode, ACTION_MODES)
         check_choice("motion", self.motion, MOTIONS)
-        self._check_int("k", 1)
+        self._check_int("k", 1, MAX_K)
         self._check_int("image_size", 16, 512)
-        low, high = self.target_speed_range
+        low, high = self._check_range("target_speed_range")
         if not 0.0 <= low <= high <= 1.0:
             raise InvalidArgumentError(f"target_speed_range={self.target_speed_range!r} must satisfy "
                                        "0 <= low <= high <= 1")
-        self._check_positive("safe_distance", "max_range", "max_speed", "control_period")
+        if self.reward_params is not None and not isinstance(self.reward_params, Mapping):
+            raise InvalidArgumentError(f"reward_params={self.reward_params!r} must be a dict of the reward scheme's "
+                                       "parameters, e.g. {'margin': 0.05}")
+        self._check_positive("safe_distance", "max_range", "max_speed")
+        self._check_positive("control_period", maximum=MAX_CONTROL_PERIOD)
         if self.max_range <= self.safe_distance:
             raise InvalidArgumentError(f"max_range={self.max_range} must exceed safe_distance={self.safe_distance}")
         self._check_int("lost_patience", 1)
@@ -151,7 +157,7 @@ class ActiveTrackingEnv(VantageEnv):
     camera = TRACKER_CAMERA
     view_camera = CHASE_CAMERA
 
-    def __init__(self, backend: str = "mujoco", render_mode: str | None = None, world: str | Path = WORLD_NAME,
+    def __init__(self, /, backend: str = "mujoco", render_mode: str | None = None, world: str | Path = WORLD_NAME,
                  backend_kwargs: Mapping[str, Any] | None = None,
                  corruption: Mapping[str, Mapping[str, Any]] | None = None, **settings: Any) -> None:
         super().__init__(backend, render_mode, corruption, **settings)
@@ -191,7 +197,12 @@ class ActiveTrackingEnv(VantageEnv):
         if self.action_mode == "discrete":
             left, right = divmod(self.decode_discrete(action), len(self._levels))
             return float(self._levels[left]), float(self._levels[right])
-        arr = np.asarray(action, dtype=np.float64)
+        try:
+            if np.iscomplexobj(action):
+                raise TypeError("complex")
+            arr = np.asarray(action, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise InvalidActionError(f"continuous action must be 2 numbers in [-1, 1], got {action!r}") from None
         if arr.shape != (2,):
             raise InvalidActionError(f"continuous action must have shape (2,), got shape {arr.shape}: {action!r}")
         if not np.all(np.isfinite(arr)) or np.any(np.abs(arr) > 1.0 + 1e-6):

@@ -41,12 +41,14 @@ class TaskSettings:
                 raise UnknownNameError(f"{cls.__name__} setting", key, known)
         return cls(**kwargs)
 
-    def _check_positive(self, *names: str) -> None:
+    def _check_positive(self, *names: str, maximum: float | None = None) -> None:
         for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value)
                                                                                      and value > 0):
                 raise InvalidArgumentError(f"{name}={value!r} must be a positive finite number")
+            if maximum is not None and value > maximum:
+                raise InvalidArgumentError(f"{name}={value!r} must be at most {maximum}")
 
     def _check_non_negative(self, *names: str) -> None:
         for name in names:
@@ -54,6 +56,15 @@ class TaskSettings:
             if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value)
                                                                                      and value >= 0):
                 raise InvalidArgumentError(f"{name}={value!r} must be a finite number >= 0")
+
+    def _check_range(self, name: str) -> tuple[float, float]:
+        """A ``(low, high)`` pair of finite numbers with ``low <= high``; raises naming the setting."""
+        value = getattr(self, name)
+        if not (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+                and value[0] <= value[1]):
+            raise InvalidArgumentError(f"{name}={value!r} must be a pair (low, high) of finite numbers, low <= high")
+        return float(value[0]), float(value[1])
 
     def _check_int(self, name: str, low: int, high: int | None = None) -> None:
         value = getattr(self, name)
@@ -87,7 +98,7 @@ class VantageEnv(gym.Env):
     camera: str = ""
     view_camera: str = ""
 
-    def __init__(self, backend: str = "mujoco", render_mode: str | None = None,
+    def __init__(self, /, backend: str = "mujoco", render_mode: str | None = None,
                  corruption: Mapping[str, Mapping[str, Any]] | None = None, **settings: Any) -> None:
         check_choice("backend", backend, BACKENDS)
         if render_mode is not None:
@@ -95,6 +106,10 @@ class VantageEnv(gym.Env):
         self.settings = self.settings_class.from_kwargs(settings)
         self.backend_name = backend
         self.render_mode = render_mode
+        if corruption is not None and not (isinstance(corruption, Mapping)
+                                           and all(isinstance(v, Mapping) for v in corruption.values())):
+            raise InvalidArgumentError(f"corruption must map observation names to option dicts, e.g. "
+                                       f"{{'rgb': {{'noise_std': 5.0}}}}; got {corruption!r}")
         self._corruption = dict(corruption or {})
         self.observables: dict[str, Observable] = {}
         self.sim: SimBackend | None = None
@@ -110,6 +125,9 @@ class VantageEnv(gym.Env):
 
     def _start_episode(self, seed: int | None, options: Mapping[str, Any] | None) -> dict[str, Any]:
         """Seed the episode, reset the simulator and the observables; returns the checked ``options``."""
+        if options is not None and not isinstance(options, Mapping):
+            allowed = ", ".join(self.reset_options) or "none"
+            raise InvalidArgumentError(f"reset options must be a dict (keys: {allowed}), got {options!r}")
         super().reset(seed=seed)
         options = dict(options or {})
         for key in options:
@@ -128,7 +146,11 @@ class VantageEnv(gym.Env):
         """
         n = int(self.action_space.n)
         allowed = f"; allowed: {', '.join(f'{i}={name}' for i, name in enumerate(names))}" if names else ""
-        arr = np.asarray(action)
+        try:
+            arr = np.asarray(action)
+        except (ValueError, TypeError):  # a ragged list or an object NumPy cannot hold
+            raise InvalidActionError(f"discrete action must be one integer in [0, {n}), got {action!r}{allowed}"
+                                     ) from None
         if arr.shape not in ((), (1,)) or not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
             raise InvalidActionError(f"discrete action must be one integer in [0, {n}), got {action!r}{allowed}")
         index = int(arr.reshape(()))

@@ -65,9 +65,10 @@ class DroneFaceSettings(TaskSettings):
         check_choice("reward", self.reward, REWARDS)
         self._check_positive("step_size", "vertical_step", "yaw_step_deg", "arc_step_deg", "target_distance",
                              "distance_tolerance", "target_height", "height_tolerance", "angle_tolerance",
-                             "start_range", "control_period")
+                             "start_range")
+        self._check_positive("control_period", maximum=1.0)
         self._check_non_negative("recognition_bonus", "recognize_penalty", "collision_penalty")
-        low, high = self.start_height
+        low, high = self._check_range("start_height")
         if not 0 < low <= high:
             raise InvalidArgumentError(f"start_height={self.start_height!r} must satisfy 0 < low <= high")
         if self.distance_cutoff is not None and not (math.isfinite(self.distance_cutoff)
@@ -203,7 +204,7 @@ class DroneFaceEnv(VantageEnv):
     settings: DroneFaceSettings
     reset_options = ("identity", "start")
 
-    def __init__(self, pipeline: Pipeline, backend: str = "mujoco", render_mode: str | None = None,
+    def __init__(self, /, pipeline: Pipeline, backend: str = "mujoco", render_mode: str | None = None,
                  world: str | Path = WORLD_NAME, backend_kwargs: Mapping[str, Any] | None = None,
                  corruption: Mapping[str, Mapping[str, Any]] | None = None, **settings: Any) -> None:
         super().__init__(backend, render_mode, corruption, **settings)
@@ -307,6 +308,9 @@ class DroneFaceEnv(VantageEnv):
     def _check_options(self, options: Mapping[str, Any]) -> tuple[str | None, dict[str, float] | None]:
         identity = options.get("identity")
         if identity is not None:
+            if not isinstance(identity, str):
+                raise InvalidArgumentError(f"reset option identity={identity!r} must be one of "
+                                           f"{', '.join(self.people)}")
             check_choice("identity", identity, self.people)
         start = options.get("start")
         if start is None:
@@ -317,6 +321,9 @@ class DroneFaceEnv(VantageEnv):
             check_choice("start key", key, START_KEYS)
         if "distance" not in start:
             raise InvalidArgumentError(f"reset option start={dict(start)!r} needs 'distance'")
+        for key, value in start.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+                raise InvalidArgumentError(f"reset option start[{key!r}]={value!r} must be a number")
         out = {"distance": float(start["distance"]), "angle_deg": float(start.get("angle_deg", 0.0)),
                "height": float(start.get("height", self.settings.target_height))}
         limit = 2 * (self.layout.room_half_size - 1.0)
