@@ -132,11 +132,36 @@ def speed_figures(episodes: Sequence[Episode]) -> dict[str, float]:
             "pipeline_fps": round(steps / max(policy_s + env_s, 1e-9), 1)}
 
 
+def _free_name(folder: Path, stem: str, suffix: str) -> str:
+    """``stem + suffix`` if no such file is in ``folder``, else the first free ``stem_2``, ``stem_3``... name."""
+    name, n = f"{stem}{suffix}", 1
+    while (folder / name).exists():
+        n += 1
+        name = f"{stem}_{n}{suffix}"
+    return name
+
+
+def _check_output(folder: Path, names: Sequence[str], overwrite: bool) -> None:
+    """The checks of :func:`common.io.prepare_output` without its side effect (it creates the folder)."""
+    from common.errors import OutputExistsError
+    from common.io import prepare_output
+
+    if folder.exists():
+        prepare_output(folder, names, overwrite=overwrite)
+        return
+    existing = next((parent for parent in folder.parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputExistsError(f"output folder {folder}: {existing} is a file; choose another folder")
+
+
 def evaluate_target(target: str | Path, policy: str = "agent", *, episodes: int = 20, seed: int = 0,
                     overrides: Mapping[str, Any] | None = None, stochastic: bool = False,
                     max_steps: int | None = None, out: str | Path | None = None, video: str | Path | None = None,
-                    progress: bool = False) -> tuple[EvalResult, EpisodeEvaluator, Path]:
+                    progress: bool = False, overwrite: bool = False) -> tuple[EvalResult, EpisodeEvaluator, Path]:
     """``vantage eval``: a run's agent, or one of its task's baselines, on unseen seeded episodes.
+
+    Every output is checked before the first episode runs and written atomically after the last one: nothing is
+    replaced without ``overwrite``, and nothing is written into a run, a model or a dataset folder.
 
     Args:
         target: a training run directory, or a task name (baselines only).
@@ -146,20 +171,27 @@ def evaluate_target(target: str | Path, policy: str = "agent", *, episodes: int 
         overrides: environment settings replacing the run's (e.g. ``{"motion": "switching"}``).
         stochastic: sample the agent's actions instead of taking the most likely one.
         max_steps: step cap per episode (default: the task's evaluation cap).
-        out: folder for ``eval_<policy>[_<overrides>].json`` (default ``runs/eval/<run or task name>``): results
-            never go into the run directory, which may be a shipped, read-only model.
-        video: write the first episode (overview beside the agent's view) to this ``.mp4``/``.gif``.
+        out: folder for ``eval_<policy>[_<overrides>].json``; an existing file there is an error unless
+            ``overwrite``. Default ``runs/eval/<run or task name>``, where an existing file is kept and the new
+            result numbered (``eval_agent_2.json``) unless ``overwrite``. Results never go into the run directory,
+            which may be a shipped, read-only model.
+        video: write the first episode (overview beside the agent's view) to this ``.mp4``/``.gif``; an existing
+            file is an error unless ``overwrite``.
         progress: show a progress bar over episodes.
+        overwrite: replace existing result files.
 
     Returns:
         The result, the task's evaluator (for :meth:`~EpisodeEvaluator.format_table`) and the JSON's path.
 
     Raises:
-        InvalidArgumentError: ``target`` is neither a run nor a task, or the agent is asked of a task name.
+        InvalidArgumentError: ``target`` is neither a run nor a task, the agent is asked of a task name, or the
+            video path does not end in ``.mp4``/``.gif``.
         UnknownNameError: an unknown baseline.
+        OutputExistsError: an output file exists (without ``overwrite``), or an output folder is a run, a model
+            or a dataset.
     """
     from agents.training import load_agent, load_config, seeds_for
-    from common.io import atomic_write_json
+    from common.io import atomic_path, atomic_write_json, prepare_output
     from envs.errors import InvalidArgumentError, check_choice
     from envs.specs import TASKS, get_task
 
@@ -179,6 +211,19 @@ def evaluate_target(target: str | Path, policy: str = "agent", *, episodes: int 
                                    f"(`vantage train {spec.name} --out RUN`); baselines: {sorted(spec.baselines)}")
     if stochastic and policy != "agent":
         raise InvalidArgumentError("stochastic=True samples a trained agent's actions; baselines are rules")
+
+    # Where the results go, checked before any episode runs: a refused command has spent no time.
+    folder = Path(out) if out is not None else Path("runs") / "eval" / (target.name if config else spec.name)
+    stem = f"eval_{policy}" + "".join(f"_{k}-{v}" for k, v in sorted(overrides.items()))
+    # The default folder keeps every earlier result: a new one takes the next free name there.
+    name = _free_name(folder, stem, ".json") if out is None and not overwrite and folder.is_dir() else f"{stem}.json"
+    _check_output(folder, [name], overwrite)
+    if video is not None:
+        video = Path(video)
+        if video.suffix.lower() not in (".mp4", ".gif"):
+            raise InvalidArgumentError(f"--video {video} must end in .mp4 or .gif")
+        _check_output(video.parent, [video.name], overwrite)
+
     import envs  # noqa: F401  (registers the environments)
 
     env = gym.make(spec.env_id, render_mode="rgb_array" if video else None, **env_kwargs)
@@ -193,11 +238,11 @@ def evaluate_target(target: str | Path, policy: str = "agent", *, episodes: int 
         env.close()
     result.settings = {"task": spec.name, "seed": seed, "env_kwargs": env_kwargs, "overrides": overrides,
                        "actions": "sampled" if stochastic else "most likely"}
-    folder = Path(out) if out is not None else Path("runs") / "eval" / (target.name if config else spec.name)
-    suffix = "".join(f"_{k}-{v}" for k, v in sorted(overrides.items()))
-    path = atomic_write_json(folder / f"eval_{policy}{suffix}.json", result.to_json())
-    if video and frames:
+    path = atomic_write_json(prepare_output(folder, [name], overwrite=overwrite) / name, result.to_json())
+    if video is not None and frames:
         from agents.media import write_video
 
-        write_video(Path(video), frames, fps=int(env.metadata.get("render_fps", 20)))
+        prepare_output(video.parent, [video.name], overwrite=overwrite)
+        with atomic_path(video) as tmp:
+            write_video(tmp, frames, fps=int(env.metadata.get("render_fps", 20)))
     return result, evaluator, path

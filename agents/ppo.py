@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from stable_baselines3.common.utils import update_learning_rate
 from agents.face_policies import FacePaperCNN
 from agents.normalization import EpisodeMinMaxRolloutBuffer
 from agents.policies import SplitLRActorCriticCnnPolicy, TrackingCNN
-from envs.errors import lookup
+from envs.errors import InvalidArgumentError, lookup
 
 
 class VantagePPO(PPO):
@@ -108,6 +109,43 @@ def ppo_kwargs(preset: str, overrides: Mapping[str, Any] | None = None) -> dict[
     return kwargs
 
 
+#: Ranges of the PPO settings SB3 accepts without checking (name -> (test, what is allowed)).
+_PPO_RANGES: dict[str, tuple[Any, str]] = {
+    "learning_rate": (lambda v: callable(v) or v > 0, "> 0 (or a schedule)"),
+    "gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "clip_range": (lambda v: callable(v) or v > 0, "> 0 (or a schedule)"),
+    "clip_range_vf": (lambda v: v is None or callable(v) or v > 0, "> 0, a schedule or null"),
+    "n_steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: isinstance(v, int) and v >= 2, "an integer >= 2"),
+    "n_epochs": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "ent_coef": (lambda v: v >= 0, ">= 0"),
+    "vf_coef": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v > 0, "> 0"),
+    "target_kl": (lambda v: v is None or v > 0, "> 0 or null"),
+}
+
+
+def check_ppo_settings(kwargs: Mapping[str, Any]) -> None:
+    """Check the PPO settings SB3 takes unchecked (a negative discount, a zero clip range...).
+
+    Raises:
+        InvalidArgumentError: naming the first setting outside its range and the range.
+    """
+    for name, (ok, allowed) in _PPO_RANGES.items():
+        if name not in kwargs:
+            continue
+        value = kwargs[name]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if callable(value) or value is None or (number and math.isfinite(value)):
+            try:
+                if ok(value):
+                    continue
+            except TypeError:
+                pass
+        raise InvalidArgumentError(f"PPO setting {name}={value!r} must be {allowed}")
+
+
 def make_ppo(env: Any, preset: str, normalize_rewards: bool = False, overrides: Mapping[str, Any] | None = None,
              **sb3_kwargs: Any) -> VantagePPO:
     """Build a PPO agent on ``env`` (a VecEnv) from a preset.
@@ -118,8 +156,13 @@ def make_ppo(env: Any, preset: str, normalize_rewards: bool = False, overrides: 
         normalize_rewards: min-max normalise rewards per episode before each update (the paper's option).
         overrides: preset entries to replace (``policy_kwargs`` is merged).
         **sb3_kwargs: passed to the SB3 constructor (``seed``, ``tensorboard_log``, ``device``, ``verbose``).
+
+    Raises:
+        UnknownNameError: an unknown preset.
+        InvalidArgumentError: a setting outside its range (:func:`check_ppo_settings`).
     """
     kwargs = ppo_kwargs(preset, overrides)
+    check_ppo_settings(kwargs)
     policy = kwargs.pop("policy")
     if normalize_rewards:
         kwargs["rollout_buffer_class"] = EpisodeMinMaxRolloutBuffer

@@ -63,13 +63,11 @@ def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dic
         agent_overrides=dict(study.agent_overrides),
     )
     finished = (run_dir / MODEL_FILE).is_file()
-    resume = not finished and (run_dir / "checkpoints" / "latest.zip").is_file()
+    # A started run (its config.json is written) resumes, from step 0 when it stopped before its first checkpoint.
+    resume = not finished and (run_dir / "config.json").is_file()
     if finished or resume:
         _check_stored_run(run_dir, config)
     if not finished:
-        if not resume:
-            # A run stopped before its first checkpoint has nothing to keep: start it afresh.
-            (run_dir / "config.json").unlink(missing_ok=True)
         train(config, run_dir, resume=resume, progress_bar=False)
     summary = json.loads((run_dir / "train_summary.json").read_text())
     cached = run_dir / "study_eval.json"

@@ -5,7 +5,8 @@ Sub-packages hold one task each (:mod:`perception.faces`: face detection and rec
 :mod:`perception.runtime` (torch, ONNX Runtime and TensorRT runtimes on dicts of named arrays),
 :mod:`perception.export` (the pinned ONNX exporter, parity checks), :mod:`perception.quantization` (int8 by
 explicit Q/DQ quantization), :mod:`perception.training` (shared training-loop pieces),
-:mod:`perception.benchmark`, :mod:`perception.metrics`, :mod:`perception.errors`.
+:mod:`perception.progress` (progress bars, or plain lines off a terminal), :mod:`perception.benchmark`,
+:mod:`perception.metrics`, :mod:`perception.errors`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import CheckpointError, InvalidArgumentError, ManifestError, VantageError
+from common.errors import CheckpointError, InvalidArgumentError, ManifestError, OutputExistsError, VantageError
 
 __all__ = [
     "CheckpointError",
@@ -13,7 +13,9 @@ __all__ = [
     "InvalidInputError",
     "ManifestError",
     "ModelExistsError",
+    "ModelRoleError",
     "OnnxModelError",
+    "OutputExistsError",
     "QuantizationError",
     "RuntimeNotAvailableError",
     "SpecMismatchError",
@@ -48,8 +50,13 @@ class QuantizationError(OnnxModelError):
     """An ONNX graph could not be quantized, or an int8 build was given a graph without Q/DQ nodes."""
 
 
-class ModelExistsError(CheckpointError, FileExistsError):
-    """Saving would overwrite an existing model; pass ``overwrite=True`` (``--overwrite``)."""
+class ModelExistsError(CheckpointError, OutputExistsError):
+    """Saving would overwrite an existing model or model file (pass ``overwrite=True`` / ``--overwrite``), or a
+    model file would go into the folder of another model (refused even with ``overwrite``)."""
+
+
+class ModelRoleError(InvalidArgumentError):
+    """A saved model does not play the role asked of it (a face recogniser's folder given as the detector)."""
 
 
 class RuntimeNotAvailableError(VantageError, ImportError):

@@ -18,17 +18,29 @@ Saved model (a directory)::
 
 Manifest version 2 lists ``inputs`` (one entry per network input, each with its ``preprocessing``); version-1
 manifests (one ``input`` and a top-level ``preprocessing``) are converted on read. ``Learner.load`` rebuilds the
-network from the manifest's config, checks the weights' hash and loads them strictly, so a manifest that does
-not match its weights or its network's inputs is a :class:`ManifestError`, not a silent mismatch.
+network from the manifest's config, checks the weights' hash (the ONNX file's for ONNX-only models) and loads
+them strictly, so a manifest that does not match its weights or its network's inputs and outputs is a
+:class:`ManifestError`, not a silent mismatch.
+
+Writing is checked first and atomic. A model's *identity* is its name, class, config and weights hash
+(:func:`model_identity`). ``save`` refuses a non-empty folder without ``overwrite`` and never writes into a
+dataset or training run. ``export``, ``quantize`` and ``optimize`` refuse a folder whose manifest describes
+another model (even with ``overwrite``: the folder would hold two models' files); in the model's own folder
+(or a copy of it) they rewrite the files that depend only on the weights (:data:`REGENERATED_FILES`:
+``model.onnx``, ``model.fp16.onnx``) freely, and replace an existing ``model.int8.onnx`` (it depends on the
+calibration data) or engine (it depends on the GPU and the TensorRT version) only with ``overwrite``; anywhere
+else any existing file needs ``overwrite``.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import importlib
+import inspect
 import json
-import shutil
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -37,7 +49,7 @@ import numpy as np
 import torch
 
 from common.errors import UnknownNameError, check_choice
-from common.io import atomic_path, atomic_write_json, json_default
+from common.io import ARTEFACT_FILES, atomic_path, json_default
 from perception.errors import (
     CheckpointError,
     InvalidArgumentError,
@@ -45,6 +57,7 @@ from perception.errors import (
     ManifestError,
     ModelExistsError,
     OnnxModelError,
+    OutputExistsError,
 )
 from perception.runtime import (
     PRECISIONS,
@@ -66,6 +79,12 @@ MANIFEST_FORMAT = "vantage-perception-model"
 MANIFEST_VERSION = 2
 #: Manifest versions :func:`read_manifest` reads (older ones are converted to the current layout).
 MANIFEST_VERSIONS = (1, 2)
+#: Derived files that are a deterministic function of the saved weights: in the model's own folder ``export`` /
+#: ``optimize`` rewrite them without ``overwrite``. ``model.int8.onnx`` (depends on the calibration data) and
+#: ``model.<precision>.engine`` (on the GPU and TensorRT version) are not among them.
+REGENERATED_FILES = (ONNX_FILE, "model.fp16.onnx")
+#: Derived files removed when a model's weights are replaced (they were made from the old weights).
+STALE_PATTERNS = (ONNX_FILE, INT8_ONNX_FILE, "model.fp16.onnx", "model.*.engine")
 
 #: Model name -> "module:Class"; entries are strings so listing models imports nothing heavy.
 MODEL_REGISTRY: dict[str, str] = {
@@ -84,10 +103,59 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _prepare_dir(path: Path, overwrite: bool) -> None:
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise ModelExistsError(f"{path} already holds files; pass overwrite=True (--overwrite) to replace it")
-    path.mkdir(parents=True, exist_ok=True)
+def _is_temporary(path: Path) -> bool:
+    # common.io.atomic_path names its temporary files ".<stem>.<random><suffix>"; one left by a killed process
+    # is not a file the user made.
+    return path.name.startswith(".") and path.is_file()
+
+
+def check_save_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Check that a model may be saved into ``path``; nothing is created (``save`` writes, atomically, after).
+
+    Args:
+        path: the model folder.
+        overwrite: allow replacing the files of a folder that is not empty (another model's included).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` is a file, or holds a dataset or training run (refused even with
+            ``overwrite``).
+        ModelExistsError: ``path`` holds files and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"model folder {path} is a file; choose a folder")
+    for identity, what in ARTEFACT_FILES.items():
+        if identity != MANIFEST and (path / identity).is_file():
+            raise OutputExistsError(f"{path} holds {what} ({identity}); save the model to another folder")
+    if path.is_dir() and not overwrite:
+        held = sorted(p.name for p in path.iterdir() if not _is_temporary(p))
+        if held:
+            what = "a model" if MANIFEST in held else f"files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''})"
+            raise ModelExistsError(f"{path} already holds {what}; pass overwrite=True (--overwrite) to replace it, "
+                                   f"or choose another folder")
+    return path
+
+
+def model_identity(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a saved model *this* model: name, class, config, and the hash of its weights (of its ONNX
+    file for ONNX-only models). Two folders with the same identity hold the same model."""
+    config = {k: v for k, v in dict(manifest.get("config") or {}).items() if k != "onnx_path"}
+    identity = {"name": manifest.get("name"), "class": manifest.get("class"), "config": config,
+                "weights_sha256": (manifest.get("weights") or {}).get("sha256"),
+                "onnx_sha256": (manifest.get("onnx") or {}).get("sha256")}
+    return json.loads(json.dumps(identity, default=json_default))  # tuples -> lists, as read back from JSON
+
+
+def describe_identity(identity: Mapping[str, Any] | None) -> str:
+    """One line naming a model identity (name, config, short weights hash) for error messages."""
+    if identity is None:
+        return "a model whose weights are not saved"
+    digest = identity.get("weights_sha256") or identity.get("onnx_sha256")
+    return (f"{identity.get('name')!r} with config {json.dumps(identity.get('config'), sort_keys=True)}"
+            + (f", weights {digest[:12]}" if digest else ""))
 
 
 class Learner(abc.ABC):
@@ -101,6 +169,11 @@ class Learner(abc.ABC):
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
+    #: What the model is for (``"face detector"``, ``"face recogniser"``); callers that combine models (the face
+    #: pipeline) check it when they load a folder. Empty: no particular role.
+    role: ClassVar[str] = ""
+    #: Whether ``fit`` can train it (``False`` for models wrapping a user's ONNX file).
+    trainable: ClassVar[bool] = True
 
     def __init__(self, **config: Any) -> None:
         self.config: dict[str, Any] = dict(config)
@@ -108,6 +181,9 @@ class Learner(abc.ABC):
         self.training_data_hash: str | None = None
         self.metrics: dict[str, Any] = {}
         self.model_dir: Path | None = None
+        #: :func:`model_identity` of the folder this model was loaded from or saved to; ``None`` when it was
+        #: never saved or its weights changed since (``fit``).
+        self.saved_identity: dict[str, Any] | None = None
         self._runtime: Runtime | None = None
         self.runtime_name = "torch"
 
@@ -237,9 +313,11 @@ class Learner(abc.ABC):
         precision = precision or default
         check_choice(f"{name} precision", precision, allowed)
         if name == "onnxruntime" and path is None:
-            path = self._default_onnx() if precision == "fp32" else self._model_file(INT8_ONNX_FILE, "quantize()")
+            path = self._default_onnx() if precision == "fp32" else self._model_file(
+                INT8_ONNX_FILE, "quantize() (vantage perception quantize MODEL_DIR --calib-data DATA)")
         elif name == "tensorrt" and path is None:
-            path = self._model_file(f"model.{precision}.engine", f"optimize(precision={precision!r})")
+            how = f"optimize(precision={precision!r}) (vantage perception optimize MODEL_DIR --precision {precision})"
+            path = self._model_file(f"model.{precision}.engine", how)
         self._runtime = make_runtime(name, module=self.net, path=path, threads=threads, inputs=self.input_specs(),
                                      outputs=self.output_spec())
         self.runtime_name = name if precision == default else f"{name}-{precision}"
@@ -280,30 +358,55 @@ class Learner(abc.ABC):
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write weights + manifest into directory ``path`` (each file atomically).
+        """Write weights + manifest into directory ``path``.
+
+        Every file is first written to a temporary file beside its target; only when all are complete are they
+        renamed into place (weights first, manifest last). A failure part-way leaves the previous model, if
+        any, loadable and no temporary file behind. Replacing a model's weights removes its derived files
+        (ONNX exports, int8 graph, engines), which were made from the old weights.
 
         Raises:
             ModelExistsError: ``path`` holds files and ``overwrite`` is false.
+            OutputExistsError: ``path`` is a file or holds a dataset or training run.
         """
-        path = Path(path)
-        _prepare_dir(path, overwrite)
+        path = check_save_dir(path, overwrite)
+        created = not path.exists()
         manifest = self.manifest()
-        if self.net is not None:
-            with atomic_path(path / WEIGHTS) as tmp:  # a crash never leaves half a weights file
-                torch.save(self.net.state_dict(), tmp)
-            manifest["weights"] = {"file": WEIGHTS, "sha256": _sha256(path / WEIGHTS)}
-        else:
-            manifest["weights"] = None
-        self._write_extra_files(path, manifest)
-        atomic_write_json(path / MANIFEST, manifest, sort_keys=False)
-        if self.net is not None:
-            for stale in (ONNX_FILE, INT8_ONNX_FILE):  # exports of older weights would not match the new ones
-                (path / stale).unlink(missing_ok=True)
+        try:
+            with contextlib.ExitStack() as stack:
+                # Contexts exit in reverse: the weights are renamed into place before the manifest that names
+                # their hash.
+                manifest_tmp = stack.enter_context(atomic_path(path / MANIFEST))
+                if self.net is not None:
+                    weights_tmp = stack.enter_context(atomic_path(path / WEIGHTS))
+                    torch.save(self.net.state_dict(), weights_tmp)
+                    manifest["weights"] = {"file": WEIGHTS, "sha256": _sha256(weights_tmp)}
+                else:
+                    manifest["weights"] = None
+                self._write_extra_files(path, manifest, stack)
+                text = json.dumps(manifest, indent=2, sort_keys=False, default=json_default) + "\n"
+                manifest_tmp.write_text(text, encoding="utf-8")
+                if self.net is not None:
+                    for pattern in STALE_PATTERNS:  # exports of older weights would not match the new ones
+                        for stale in path.glob(pattern):
+                            stale.unlink(missing_ok=True)
+        except BaseException:
+            if created and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()  # a failed first save leaves no empty model folder behind
+            raise
         self.model_dir = path
+        self.saved_identity = model_identity(manifest)
         return path
 
-    def _write_extra_files(self, path: Path, manifest: dict[str, Any]) -> None:
-        """Hook for models that keep more files (ONNX-only models copy their ONNX)."""
+    def _write_extra_files(self, path: Path, manifest: dict[str, Any], stack: contextlib.ExitStack) -> None:
+        """Hook for models that keep more files (ONNX-only models copy their ONNX file).
+
+        Args:
+            path: the model folder.
+            manifest: the manifest being written; the hook may add entries.
+            stack: enter :func:`common.io.atomic_path` contexts on it, so that the files are renamed into place
+                together with the weights and the manifest.
+        """
 
     @classmethod
     def load(cls, path: str | Path) -> Learner:
@@ -322,49 +425,125 @@ class Learner(abc.ABC):
         if str(manifest.get("version")) != str(target.version):
             raise ManifestError(f"{path}: model version {manifest.get('version')!r} does not match this code's "
                                 f"{target.name} version {target.version!r}")
-        config = dict(manifest.get("config", {}))
+        config = dict(manifest["config"])
         if "onnx_path" in config:  # ONNX-only models keep their file next to the manifest
             config["onnx_path"] = str(path / Path(config["onnx_path"]).name)
+            onnx_entry = manifest.get("onnx") or {}
+            onnx_file = Path(config["onnx_path"])
+            if onnx_entry.get("sha256") and onnx_file.is_file() and _sha256(onnx_file) != onnx_entry["sha256"]:
+                raise ManifestError(f"{onnx_file} does not match the SHA-256 in {path / MANIFEST}: the ONNX file was "
+                                    f"changed or corrupted; import the model again (vantage perception import-onnx "
+                                    f"... --out {path} --overwrite)")
         try:
             learner = target(**config)
-        except TypeError as exc:
+        except (TypeError, InvalidArgumentError) as exc:
             raise ManifestError(
                 f"{path}: config {manifest.get('config')} does not fit {target.__name__}: {exc}") from exc
         # Version-1 manifests of ONNX-only models named their one input "input" whatever the graph called it.
         _check_manifest_inputs(path, manifest["inputs"], learner.input_specs(),
                                names="converted_from_manifest_version" not in manifest)
+        _check_manifest_outputs(path, manifest["outputs"], learner.output_spec())
         learner.model_dir = path
         if learner.net is not None:
             weights = manifest.get("weights") or {}
             wpath = path / weights.get("file", WEIGHTS)
             if not wpath.is_file():
-                raise CheckpointError(f"weights file {wpath} is missing")
+                raise CheckpointError(f"weights file {wpath} is missing; restore it, or train the model again")
             if weights.get("sha256") and _sha256(wpath) != weights["sha256"]:
                 raise ManifestError(f"{wpath} does not match the SHA-256 in {path / MANIFEST}: the weights were "
-                                    f"changed or corrupted")
+                                    f"changed or corrupted; restore the folder from a copy, or train the model "
+                                    f"again")
             try:
                 state = torch.load(wpath, map_location="cpu", weights_only=True)
+            except Exception as exc:  # torch raises RuntimeError, pickle and zip errors for a damaged file
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise CheckpointError(f"cannot read weights {wpath} ({type(exc).__name__}: {first}); it is truncated "
+                                      f"or corrupt: restore the folder from a copy, or train the model again") from exc
+            try:
                 learner.net.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
+            except (RuntimeError, TypeError, AttributeError) as exc:
                 raise ManifestError(f"{path}: weights do not match the network described by the manifest: "
-                                    f"{str(exc).splitlines()[0]}") from exc
-            except Exception as exc:
-                raise CheckpointError(f"cannot read weights {wpath}: {exc}") from exc
+                                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
             learner.net.eval()
         learner.training_data_hash = manifest.get("training_data_hash")
         learner.metrics = manifest.get("metrics") or {}
         learner.load_extra_state(manifest.get("extra") or {})
+        learner.saved_identity = model_identity(manifest)
         return learner
+
+    # -- output checks -----------------------------------------------------------------------------
+    def check_output(self, folder: str | Path, files: Sequence[str], overwrite: bool = False,
+                     what: str = "files") -> Path:
+        """Check that this model's derived ``files`` may be written into ``folder``; nothing is created.
+
+        The rules (module docstring): never into a dataset or training run, never next to another model's
+        manifest, and an existing file needs ``overwrite`` unless ``folder`` holds this very model and the file
+        is one of :data:`REGENERATED_FILES`.
+
+        Args:
+            folder: the output folder.
+            files: names of the files that will be written into it.
+            overwrite: allow replacing existing files.
+            what: what is written, for the messages (``"ONNX export"``).
+
+        Returns:
+            ``folder`` as a :class:`~pathlib.Path`.
+
+        Raises:
+            OutputExistsError: ``folder`` is a file or holds a dataset or training run.
+            ModelExistsError: ``folder`` holds another model, or a file exists and ``overwrite`` is false.
+        """
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise OutputExistsError(f"output folder {folder} is a file; choose a folder")
+        for identity, kind in ARTEFACT_FILES.items():
+            if identity != MANIFEST and (folder / identity).is_file():
+                raise OutputExistsError(f"{folder} holds {kind} ({identity}); write the {what} of {self.name!r} to "
+                                        f"its model folder or an empty one")
+        own = False
+        if (folder / MANIFEST).is_file():
+            try:
+                other = model_identity(read_manifest(folder))
+            except CheckpointError as exc:
+                raise ModelExistsError(f"{folder} holds a {MANIFEST} that is not a readable model manifest ({exc}); "
+                                       f"write the {what} to an empty folder") from exc
+            if other != self.saved_identity:
+                source = f"from {self.model_dir}" if self.model_dir is not None else "being written"
+                changed = " (its weights changed since it was loaded or saved: save it first)" \
+                    if self.saved_identity is None and self.model_dir is not None else ""
+                raise ModelExistsError(
+                    f"{folder} holds another model, {describe_identity(other)}; the model {source} is "
+                    f"{describe_identity(self.saved_identity)}{changed}. Writing its {what} there would mix two "
+                    f"models' files, so it is refused even with --overwrite: write to "
+                    + (f"{self.model_dir} or an empty folder" if self.saved_identity and self.model_dir
+                       else "an empty folder"))
+            own = True
+        existing = [f for f in files if (folder / f).exists() and not (own and f in REGENERATED_FILES)]
+        if existing and not overwrite:
+            raise ModelExistsError(f"{folder} already holds {', '.join(existing)}; pass overwrite=True (--overwrite) "
+                                   f"to replace {'them' if len(existing) > 1 else 'it'}, or write elsewhere")
+        return folder
 
     # -- export ------------------------------------------------------------------------------------
     def export(self, path: str | Path, format: str = "onnx", opset: int | None = None,
-               overwrite: bool = True) -> Path:
+               overwrite: bool = False) -> Path:
         """Export the network to ONNX and return the file path.
 
         ``path`` is a ``.onnx`` file or a directory (then ``model.onnx`` inside it, next to the manifest).
         One dummy input per input spec; every ``-1`` dimension of every input and the batch dimension of the
         outputs are dynamic; the manifest is embedded as ONNX metadata (``vantage_manifest``). The exporter and
-        opset are pinned in :func:`perception.export.export_onnx`.
+        opset are pinned in :func:`perception.export.export_onnx`. The file is written atomically.
+
+        Args:
+            path: ``.onnx`` file or folder.
+            format: only ``onnx``.
+            opset: ONNX opset (default :data:`perception.export.OPSET`).
+            overwrite: replace an existing file; not needed for ``model.onnx`` in the model's own folder (it is
+                made from the saved weights alone). See :meth:`check_output`.
+
+        Raises:
+            ModelExistsError: the folder holds another model, or the file exists and ``overwrite`` is false.
+            OutputExistsError: the folder is a file or holds a dataset or training run.
         """
         from perception.export import OPSET, dynamic_axes, example_inputs, export_onnx
 
@@ -374,10 +553,8 @@ class Learner(abc.ABC):
             raise InvalidArgumentError(f"{self.name} is ONNX-only; its ONNX file is already the export")
         path = Path(path)
         if path.suffix != ".onnx":
-            path.mkdir(parents=True, exist_ok=True)
             path = path / ONNX_FILE
-        if path.exists() and not overwrite:
-            raise ModelExistsError(f"{path} exists; pass overwrite=True")
+        self.check_output(path.parent, [path.name], overwrite, "ONNX export")
         inputs, outputs = self.input_specs(), self.output_spec()
         # Zeros, not random values: the traced graph must not depend on the dummy's values, and zeros are valid
         # for every input kind (token id 0, an all-black image).
@@ -397,7 +574,7 @@ class Learner(abc.ABC):
         return path
 
     def quantize(self, calibration: Sequence[Mapping[str, np.ndarray]] | Sequence[np.ndarray],
-                 path: str | Path | None = None, **options: Any) -> Path:
+                 path: str | Path | None = None, overwrite: bool = False, **options: Any) -> Path:
         """Write ``model.int8.onnx``: the ONNX export quantized to int8 Q/DQ form, calibrated on ``calibration``.
 
         Runs on the CPU (ONNX Runtime's static quantizer; see :mod:`perception.quantization` for the
@@ -408,32 +585,46 @@ class Learner(abc.ABC):
             calibration: batches of preprocessed inputs (dicts name -> array, e.g. from
                 :meth:`calibration_inputs`; bare arrays for a one-input learner).
             path: output directory (default: the model directory).
+            overwrite: replace an existing ``model.int8.onnx`` (it depends on the calibration data, so it is
+                never replaced silently).
             options: passed to :func:`perception.quantization.quantize_onnx`.
 
         Raises:
-            InvalidArgumentError: no output directory or no calibration samples.
+            InvalidArgumentError: no output directory, no calibration samples, or batches without the model's
+                input names.
+            ModelExistsError: ``model.int8.onnx`` exists and ``overwrite`` is false, or the folder holds another
+                model.
             QuantizationError: ONNX Runtime cannot quantize the graph.
         """
         from perception.quantization import quantize_onnx
 
-        folder = self._output_dir(path, "quantize")
         names = [s.name for s in self.input_specs()]
         batches = [dict(named_inputs(b, names)) for b in calibration]
+        if not batches:
+            raise InvalidArgumentError("int8 quantization needs calibration samples (batches of named inputs)")
+        for k, batch in enumerate(batches):
+            if sorted(batch) != sorted(names):
+                raise InvalidArgumentError(f"calibration batch {k} has inputs {sorted(batch)}; {self.name} takes "
+                                           f"inputs {sorted(names)}")
+        folder = self._output_dir(path, "quantize", [INT8_ONNX_FILE], overwrite)
         onnx_path = folder / ONNX_FILE
         if not onnx_path.is_file():
             onnx_path = self.export(folder)
         return quantize_onnx(onnx_path, folder / INT8_ONNX_FILE, batches, **options)
 
-    def _output_dir(self, path: str | Path | None, what: str) -> Path:
+    def _output_dir(self, path: str | Path | None, what: str, files: Sequence[str], overwrite: bool) -> Path:
+        """The checked output folder of ``quantize`` / ``optimize`` (default: the model folder), created."""
         folder = Path(path) if path is not None else self.model_dir
         if folder is None:
             raise InvalidArgumentError(f"{what}() needs an output directory (or save the model first)")
+        self.check_output(folder, files, overwrite, f"{what} output")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def optimize(self, path: str | Path | None = None, target: str = "tensorrt", precision: str = "fp16",
                  calibration: Sequence[Mapping[str, np.ndarray]] | Sequence[np.ndarray] | None = None,
-                 max_batch: int = 8, shapes: Mapping[str, Sequence[Sequence[int]]] | None = None) -> Path:
+                 max_batch: int = 8, shapes: Mapping[str, Sequence[Sequence[int]]] | None = None,
+                 overwrite: bool = False) -> Path:
         """Build a TensorRT engine (``model.<precision>.engine``) from the ONNX export.
 
         ``int8`` is explicit quantization: the engine is built from ``model.int8.onnx`` (the Q/DQ graph of
@@ -447,15 +638,18 @@ class Learner(abc.ABC):
             calibration: preprocessed input batches for int8 when ``model.int8.onnx`` is missing.
             max_batch: largest batch the engine accepts.
             shapes: input name -> ``(min, opt, max)`` shapes for inputs with dynamic non-batch dimensions.
+            overwrite: replace an existing engine of this precision (engines depend on the GPU and TensorRT
+                version, so one is never replaced silently).
 
         Raises:
             RuntimeNotAvailableError: TensorRT or a CUDA GPU is missing.
             InvalidArgumentError: int8 without a quantized graph or calibration samples.
+            ModelExistsError: the engine exists and ``overwrite`` is false, or the folder holds another model.
         """
         if target != "tensorrt":
             raise UnknownNameError("optimize target", target, ("tensorrt",))
         check_choice("precision", precision, PRECISIONS)
-        folder = self._output_dir(path, "optimize")
+        folder = self._output_dir(path, "optimize", [f"model.{precision}.engine"], overwrite)
         ok, reason = tensorrt_available()
         if not ok:  # fail before minutes of export and quantization that could not be used
             from perception.errors import RuntimeNotAvailableError
@@ -492,6 +686,17 @@ def _check_manifest_inputs(path: Path, entries: list[dict[str, Any]], specs: lis
         if not _spec_fits(entry, spec):
             raise ManifestError(f"{path / MANIFEST}: input {spec.name!r} is {entry.get('shape')} "
                                 f"{entry.get('dtype', 'float32')} but the network takes {spec.shape} {spec.dtype}")
+
+
+def _check_manifest_outputs(path: Path, entries: list[dict[str, Any]], specs: list[TensorSpec]) -> None:
+    """Raise :class:`ManifestError` unless the manifest's outputs are the network's (names, ranks, fixed dims)."""
+    listed = [e.get("name") for e in entries]
+    if listed != [s.name for s in specs]:
+        raise ManifestError(f"{path / MANIFEST} lists outputs {listed} but the network gives {[s.name for s in specs]}")
+    for entry, spec in zip(entries, specs):
+        if not _spec_fits(entry, spec):
+            raise ManifestError(f"{path / MANIFEST}: output {spec.name!r} is {entry.get('shape')} "
+                                f"{entry.get('dtype', 'float32')} but the network gives {spec.shape} {spec.dtype}")
 
 
 def upgrade_manifest(manifest: dict[str, Any], file: str | Path = MANIFEST) -> dict[str, Any]:
@@ -533,8 +738,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ManifestError(f"{path} has no {MANIFEST}; it is not a saved Vantage perception model")
     try:
         manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{file} is not valid JSON: {exc}") from exc
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ManifestError(f"{file} is not valid JSON ({exc}); restore the folder from a copy, or save or "
+                            f"import the model again") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{file} is not a {MANIFEST_FORMAT} manifest (format={manifest.get('format')!r})"
                             if isinstance(manifest, dict) else f"{file} must hold a JSON object")
@@ -542,9 +748,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     missing = [k for k in ("name", "version", "config", "inputs", "outputs") if k not in manifest]
     if missing:
         raise ManifestError(f"{file} lacks required keys {missing}")
-    if not isinstance(manifest["inputs"], list) or not all(isinstance(e, dict) for e in manifest["inputs"]):
-        raise ManifestError(f"{file}: 'inputs' must be a list of input specs")
-    if manifest["name"] not in MODEL_REGISTRY:
+    for key in ("inputs", "outputs"):
+        if not isinstance(manifest[key], list) or not all(isinstance(e, dict) for e in manifest[key]):
+            raise ManifestError(f"{file}: {key!r} must be a list of tensor specs")
+    if not isinstance(manifest["config"], dict):
+        raise ManifestError(f"{file}: 'config' must be a JSON object of constructor arguments, got "
+                            f"{type(manifest['config']).__name__}")
+    if not isinstance(manifest["name"], str) or manifest["name"] not in MODEL_REGISTRY:
         raise ManifestError(f"{file} names unknown model {manifest['name']!r}; known: {sorted(MODEL_REGISTRY)}")
     return manifest
 
@@ -563,14 +773,49 @@ def load_model(path: str | Path) -> Learner:
 
 
 def make_model(name: str, **config: Any) -> Learner:
-    """A fresh learner ``name`` with constructor ``config``."""
-    return resolve_model_class(name)(**config)
+    """A fresh learner ``name`` with constructor ``config``.
+
+    Raises:
+        UnknownNameError: ``name`` is not a registered model.
+        InvalidArgumentError: a config key is not a constructor argument, or a value does not fit it (the
+            message names the key or value and what the model takes).
+    """
+    cls = resolve_model_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p != "self" and params[p].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                                          inspect.Parameter.VAR_KEYWORD)]
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise InvalidArgumentError(f"unknown config keys {unknown} for {name}; it takes {allowed}")
+    missing = [p for p in allowed if params[p].default is inspect.Parameter.empty and p not in config]
+    if missing:
+        raise InvalidArgumentError(f"{name} needs config {missing}")
+    for key, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgumentError(f"config {key}={value!r} for {name} must be a finite number")
+    try:
+        return cls(**config)
+    except (InvalidArgumentError, OnnxModelError):
+        raise
+    except (TypeError, ValueError, IndexError, KeyError) as exc:  # a value of the wrong type for the constructor
+        raise InvalidArgumentError(f"config {config} does not fit {name}: {type(exc).__name__}: {exc}; its "
+                                   f"arguments are {allowed}") from exc
 
 
-def copy_file(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` unless they are the same file."""
-    if src.resolve() != dst.resolve():
-        shutil.copyfile(src, dst)
+def copy_file(src: Path, dst: Path, stack: contextlib.ExitStack | None = None) -> None:
+    """Copy ``src`` to ``dst`` unless they are the same file, through a temporary file renamed into place.
+
+    Args:
+        src: the file to copy.
+        dst: the copy.
+        stack: when given, the rename happens when ``stack`` closes (with the other files of a save).
+    """
+    if dst.exists() and src.resolve() == dst.resolve():
+        return
+    tmp = atomic_path(dst) if stack is None else contextlib.nullcontext(stack.enter_context(atomic_path(dst)))
+    with tmp as target, open(src, "rb") as fin, open(target, "wb") as fout:
+        for chunk in iter(lambda: fin.read(1 << 20), b""):
+            fout.write(chunk)
 
 
 def validate_onnx(path: str | Path) -> None:
@@ -583,4 +828,6 @@ def validate_onnx(path: str | Path) -> None:
     try:
         onnx.checker.check_model(onnx.load(str(path)))
     except Exception as exc:  # onnx raises DecodeError / ValidationError / others for corrupt files
-        raise OnnxModelError(f"{path} is not a valid ONNX model: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxModelError(f"{path} is not a valid ONNX model ({first}); it is truncated, corrupt or not ONNX: "
+                             f"get the file again (or re-export it: vantage perception export)") from exc

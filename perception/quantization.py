@@ -140,13 +140,14 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: Sequ
                     prop = model.metadata_props.add()
                     prop.key, prop.value = key, value
                 onnx.save(model, str(tmp_out))
+                # Checked before the rename: a useless graph must not replace a good model.int8.onnx.
+                if not any(qdq_node_counts(tmp_out).values()):
+                    raise QuantizationError(f"quantizing {onnx_path} inserted no Q/DQ nodes (no quantizable "
+                                            f"operators)")
     except (InvalidArgumentError, QuantizationError):
         raise
     except Exception as exc:  # the quantizer raises plain exceptions for graphs it cannot handle
         raise QuantizationError(f"ONNX Runtime could not quantize {onnx_path}: {exc}") from exc
-    if not any(qdq_node_counts(out_path).values()):
-        out_path.unlink(missing_ok=True)
-        raise QuantizationError(f"quantizing {onnx_path} inserted no Q/DQ nodes (no quantizable operators)")
     return out_path
 
 
@@ -199,23 +200,29 @@ def compare_onnx(reference: str | Path, quantized: str | Path, inputs: Sequence[
 
 
 def quantize_learner(learner: Learner, dataset: Any, samples: int = 64, check_samples: int = 16,
-                     path: str | Path | None = None, method: str = "minmax", threads: int = 0) -> dict[str, Any]:
+                     path: str | Path | None = None, method: str = "minmax", threads: int = 0,
+                     overwrite: bool = False) -> dict[str, Any]:
     """Quantize a learner's ONNX export with calibration inputs drawn from ``dataset``, and check parity.
 
     The first ``samples`` inputs calibrate; the next ``check_samples`` (inputs the calibration did not see)
     compare the int8 graph with the fp32 one on ONNX Runtime. With ``check_samples=0`` the calibration inputs
-    are compared instead.
+    are compared instead. The output folder is checked (:meth:`Learner.check_output`) before any calibration
+    input is read: an existing ``model.int8.onnx`` is replaced only with ``overwrite``.
 
     Returns:
         The parity summary of :func:`compare_onnx` plus ``onnx``, ``int8_onnx``, ``calibration_samples``,
         ``qdq_nodes``, ``method`` and the two files' sizes in bytes.
     """
-    from perception.learner import ONNX_FILE
+    from perception.learner import INT8_ONNX_FILE, ONNX_FILE
 
     if samples < 1 or check_samples < 0:
         raise InvalidArgumentError(f"samples must be >= 1 and check_samples >= 0, got {samples}, {check_samples}")
+    check_choice("calibration method", method, CALIBRATION_METHODS)
+    folder = path if path is not None else learner.model_dir
+    if folder is not None:  # fail before reading calibration data that could not be written
+        learner.check_output(folder, [INT8_ONNX_FILE], overwrite, "int8 graph")
     calibration, check = _split(learner.calibration_inputs(dataset, samples + check_samples), samples)
-    int8 = learner.quantize(calibration, path, method=method)
+    int8 = learner.quantize(calibration, path, overwrite=overwrite, method=method)
     fp32 = int8.parent / ONNX_FILE
     summary = compare_onnx(fp32, int8, check or calibration, threads=threads)
     summary["checked_on"] = "held-out samples" if check else "calibration samples"

@@ -151,6 +151,35 @@ def check_graph_inputs(graph: Sequence[tuple[str, Sequence[int], str]], specs: S
             raise SpecMismatchError(f"{where}: input {name!r} has dtype {dtype} but its spec says {spec.dtype}")
 
 
+def check_graph_outputs(graph: Sequence[tuple[str, Sequence[int] | None]], specs: Sequence[TensorSpec],
+                        where: str | Path) -> None:
+    """Raise :class:`SpecMismatchError` unless a model file's outputs fit the model's output specs.
+
+    Names must be the same set (the learner reads outputs by name); where the file records an output's shape,
+    its rank must equal the spec's and a dimension fixed in both must agree.
+    """
+    graph_names = [g[0] for g in graph]
+    spec_names = [s.name for s in specs]
+    if sorted(graph_names) != sorted(spec_names):
+        raise SpecMismatchError(f"{where} has outputs {graph_names} but the model's output specs name {spec_names}; "
+                                f"the file was made for another model: re-export or re-import it")
+    by_name = {s.name: s for s in specs}
+    for name, shape in graph:
+        if shape is None:  # the file does not record this output's shape
+            continue
+        spec = by_name[name]
+        fits = len(shape) == len(spec.shape) and all(g < 0 or s < 0 or g == s for g, s in zip(shape, spec.shape))
+        if not fits:
+            raise SpecMismatchError(f"{where}: output {name!r} has shape {list(shape)} (-1 = dynamic) but its spec "
+                                    f"says {list(spec.shape)}; re-export the model")
+
+
+def _shape_or_none(shape: Any) -> list[int] | None:
+    if shape is None:
+        return None
+    return [d if isinstance(d, int) and d > 0 else -1 for d in shape]
+
+
 class OnnxRuntime(Runtime):
     """ONNX Runtime session on an ONNX file (fp32 export or int8 Q/DQ graph); inputs and outputs by graph name.
 
@@ -160,17 +189,19 @@ class OnnxRuntime(Runtime):
         providers: execution providers; default CPU only, which keeps results comparable across machines.
         inputs: the model's input specs; when given, the graph's input names, ranks, fixed dims and dtypes
             must match them.
+        outputs: the model's output specs; when given, the graph's output names (and recorded ranks and fixed
+            dims) must match them.
 
     Raises:
         OnnxModelError: the file is missing or not a valid ONNX model.
-        SpecMismatchError: the graph's inputs do not match ``inputs``.
+        SpecMismatchError: the graph's inputs or outputs do not match ``inputs`` / ``outputs``.
         RuntimeNotAvailableError: onnxruntime is not installed.
     """
 
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int = 0, providers: list[str] | None = None,
-                 inputs: Sequence[TensorSpec] | None = None) -> None:
+                 inputs: Sequence[TensorSpec] | None = None, outputs: Sequence[TensorSpec] | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
@@ -184,11 +215,17 @@ class OnnxRuntime(Runtime):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad protobufs/graphs
-            raise OnnxModelError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OnnxModelError(f"ONNX Runtime cannot load {path} ({first}); the file is truncated, corrupt or "
+                                 f"not ONNX: re-export it (vantage perception export MODEL_DIR) or get it "
+                                 f"again") from exc
         self.path = path
         graph = onnx_graph_inputs(self.session)
         if inputs is not None:
             check_graph_inputs(graph, inputs, path)
+        if outputs is not None:
+            check_graph_outputs([(o.name, _shape_or_none(o.shape)) for o in self.session.get_outputs()], outputs,
+                                path)
         self.input_names = [g[0] for g in graph]
         self._dtypes = {g[0]: np.dtype(g[2]) for g in graph}
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -350,13 +387,19 @@ class TensorRTRuntime(Runtime):
 
     name = "tensorrt"
 
-    def __init__(self, engine_path: str | Path, inputs: Sequence[TensorSpec] | None = None) -> None:
+    def __init__(self, engine_path: str | Path, inputs: Sequence[TensorSpec] | None = None,
+                 outputs: Sequence[TensorSpec] | None = None) -> None:
         trt = _import_tensorrt()
         self._trt = trt
+        engine_path = Path(engine_path)
+        if not engine_path.is_file():
+            raise OnnxModelError(f"TensorRT engine not found: {engine_path}; build it with vantage perception optimize")
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
-            raise OnnxModelError(f"TensorRT cannot deserialize engine {engine_path}")
+            raise OnnxModelError(f"TensorRT cannot deserialize engine {engine_path} (corrupt, or built by another "
+                                 f"TensorRT version or GPU): build it again with vantage perception optimize "
+                                 f"--overwrite")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -364,6 +407,8 @@ class TensorRTRuntime(Runtime):
         if inputs is not None and sorted(self.input_names) != sorted(s.name for s in inputs):
             raise SpecMismatchError(f"engine {engine_path} has inputs {self.input_names} but the model's input specs "
                                     f"name {[s.name for s in inputs]}")
+        if outputs is not None:
+            check_graph_outputs([(n, None) for n in self.output_names], outputs, engine_path)
         self._dtypes = {n: _numpy_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
         self.stream = torch.cuda.Stream()
 
@@ -404,12 +449,13 @@ def make_runtime(name: str, *, module: torch.nn.Module | None = None, path: str 
     check_choice("runtime", name, RUNTIMES)
     if name == "torch":
         if module is None:
-            raise InvalidArgumentError("the torch runtime needs the learner's network (this model is ONNX-only)")
+            raise InvalidArgumentError("the torch runtime needs the learner's network, and this model is ONNX-only: "
+                                       "use the onnxruntime (or tensorrt) runtime")
         if inputs is None or outputs is None:
             raise InvalidArgumentError("the torch runtime needs the input and output specs to name the tensors")
         return TorchRuntime(module, inputs, outputs)
     if path is None:
         raise InvalidArgumentError(f"the {name} runtime needs a model file; export or optimize the model first")
     if name == "onnxruntime":
-        return OnnxRuntime(path, threads=threads, inputs=inputs)
-    return TensorRTRuntime(path, inputs=inputs)
+        return OnnxRuntime(path, threads=threads, inputs=inputs, outputs=outputs)
+    return TensorRTRuntime(path, inputs=inputs, outputs=outputs)

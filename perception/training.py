@@ -2,15 +2,19 @@
 
 :func:`warmup_cosine` (learning-rate schedule), :class:`TrainingCheckpoint` (per-epoch state written atomically
 so an interrupted ``fit`` resumes), :class:`TorchFitMixin` (the optimiser step and end-of-fit bookkeeping every
-``fit`` shares), :func:`prepare_learner` (a fresh learner, or one fine-tuned from a saved model) and
-:func:`fit_options` (extra ``fit`` keyword arguments checked against the learner's signature).
+``fit`` shares), :func:`prepare_learner` (a fresh learner, or one fine-tuned from a saved model),
+:func:`fit_options` (extra ``fit`` keyword arguments checked against the learner's signature and annotations) and
+:func:`check_fit_settings` (epochs, batch size, learning rate, checked before any data is read).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Mapping
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +114,35 @@ class TorchFitMixin:
         net.eval()
         self._runtime = None
         self.training_data_hash = dataset.content_hash
+        # The weights are no longer those of the folder the model came from: its files must not be rewritten
+        # from them until it is saved (Learner.check_output).
+        self.saved_identity = None
+
+
+def check_fit_settings(epochs: Any, batch_size: Any, lr: Any, max_frames: Any = None, min_batch: int = 1) -> None:
+    """Check ``fit``'s budget before any data is read.
+
+    Args:
+        epochs: passes over the data, an integer >= 1.
+        batch_size: samples per step, an integer >= ``min_batch``.
+        lr: learning rate, a finite number > 0.
+        max_frames: ``None`` or an integer >= 1.
+        min_batch: the smallest batch the learner can train on.
+
+    Raises:
+        InvalidArgumentError: a value is out of range or of the wrong type (the message names it and the range).
+    """
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not integer(epochs) or epochs < 1:
+        raise InvalidArgumentError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not integer(batch_size) or batch_size < min_batch:
+        raise InvalidArgumentError(f"batch_size must be an integer >= {min_batch}, got {batch_size!r}")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise InvalidArgumentError(f"learning rate must be a finite number > 0, got {lr!r}")
+    if max_frames is not None and (not integer(max_frames) or max_frames < 1):
+        raise InvalidArgumentError(f"max_frames must be an integer >= 1 (or None for all frames), got {max_frames!r}")
 
 
 def prepare_learner(name: str, config: Mapping[str, Any] | None = None, init: str | Path | None = None) -> Learner:
@@ -123,8 +156,11 @@ def prepare_learner(name: str, config: Mapping[str, Any] | None = None, init: st
     Raises:
         InvalidArgumentError: ``init`` holds another kind of model, or ``config`` changes its network.
     """
-    from perception.learner import load_model, make_model
+    from perception.learner import load_model, make_model, resolve_model_class
 
+    if not resolve_model_class(name).trainable:
+        raise InvalidArgumentError(f"{name} wraps a user-supplied ONNX model and cannot be trained here; wrap its file "
+                                   f"with vantage perception import-onnx {name} FILE.onnx --out DIR")
     settings = dict(config or {})
     base = None
     if init is not None:
@@ -151,7 +187,8 @@ def fit_options(learner: Learner, extra: Mapping[str, Any], fixed: Mapping[str, 
         fixed: the arguments that have their own command-line options.
 
     Raises:
-        InvalidArgumentError: an extra argument repeats a fixed one or is not a ``fit`` parameter.
+        InvalidArgumentError: an extra argument repeats a fixed one, is not a ``fit`` parameter, or its value
+            does not have the parameter's type (e.g. ``crop=abc`` where a list of two integers is expected).
     """
     clash = sorted(set(extra) & set(fixed))
     if clash:
@@ -160,4 +197,39 @@ def fit_options(learner: Learner, extra: Mapping[str, Any], fixed: Mapping[str, 
     unknown = sorted(set(extra) - allowed)
     if unknown:
         raise InvalidArgumentError(f"unknown fit options {unknown}; {learner.name} takes {sorted(allowed)}")
+    try:
+        hints = typing.get_type_hints(learner.fit)
+    except Exception:  # an annotation that cannot be resolved here: fit() checks the value itself
+        hints = {}
+    for key, value in extra.items():
+        if key in hints and not _fits_type(value, hints[key]):
+            hint = hints[key].__name__ if isinstance(hints[key], type) else str(hints[key]).replace("typing.", "")
+            raise InvalidArgumentError(f"fit option {key}={value!r} must be of type {hint}")
     return {**fixed, **extra}
+
+
+def _fits_type(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a ``fit`` parameter's annotation (unknown annotations accept anything)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits_type(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str or hint is Path:
+        return isinstance(value, str)
+    if origin in (tuple, list, Sequence):
+        if not isinstance(value, list | tuple):
+            return False
+        args = typing.get_args(hint)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_fits_type(v, a) for v, a in zip(value, args))
+        return not args or all(_fits_type(v, args[0]) for v in value)
+    return True

@@ -20,27 +20,34 @@ def data() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--distance", nargs=2, type=float, default=(0.5, 20.0), show_default=True,
-              help="camera-to-head distance range in metres (log-uniform)")
+              help="camera-to-head distance range in metres (log-uniform), within 0.3 .. 24")
 @click.option("--yaw", nargs=2, type=float, default=(-180.0, 180.0), show_default=True,
-              help="camera azimuth around the subject in degrees, 0 = frontal")
-@click.option("--height", nargs=2, type=float, default=(0.5, 2.5), show_default=True, help="camera height range (m)")
+              help="camera azimuth around the subject in degrees, 0 = frontal, within -180 .. 180")
+@click.option("--height", nargs=2, type=float, default=(0.5, 2.5), show_default=True,
+              help="camera height range (m), within 0.1 .. 3")
 @click.option("--identities", type=int, default=60, show_default=True, help="identities in the world")
 @click.option("--heldout", type=int, default=10, show_default=True, help="identities kept out of training")
 @click.option("--identity-seed", type=int, default=0, show_default=True)
 @click.option("--extra-people", type=int, default=2, show_default=True, help="max other people per frame")
-@click.option("--size", nargs=2, type=int, default=(240, 320), show_default=True, help="image height width")
+@click.option("--size", nargs=2, type=int, default=(240, 320), show_default=True,
+              help="image height width, each 16 .. 4096")
 @click.option("--shard-size", type=int, default=250, show_default=True)
-@click.option("--no-progress", is_flag=True)
+@click.option("--no-progress", is_flag=True,
+              help="print no progress (default: on stderr; off a terminal a line per shard)")
 def faces(n: int, seed: int, out: Path, distance: tuple[float, float], yaw: tuple[float, float],
           height: tuple[float, float], identities: int, heldout: int, identity_seed: int, extra_people: int,
           size: tuple[int, int], shard_size: int, no_progress: bool) -> None:
     """Render N frames of people in the furnished face room with face boxes and identities.
 
-    Re-running the same command resumes an interrupted run; other settings in the same folder are refused.
+    Every setting and the --out folder are checked before anything is written. Re-running the same command
+    resumes an interrupted run (even one that was killed) to the same content; other settings in the same
+    folder are refused, and so is a folder holding a saved model or a training run. Nothing already rendered
+    is ever replaced, so there is no --overwrite.
     """
     from envs.worlds.face_scenes import FaceSceneSampler
     from perception.faces.dataset import FaceDataset, FaceSceneConfig, generate_dataset
 
+    # FaceSceneConfig checks every range when it is made: nothing is written before that.
     config = FaceSceneConfig(n_identities=identities, n_heldout=heldout, identity_seed=identity_seed,
                              distance=tuple(distance), yaw=tuple(yaw), camera_height=tuple(height),
                              max_extra_people=extra_people, image_size=tuple(size), shard_size=shard_size)

@@ -3,6 +3,12 @@
 MODEL is a model name (``face_detector``, ``face_recognizer``) for ``fit`` and a saved model directory for
 the other commands. Every command prints a JSON summary; ``--json-out`` also writes it to a file. The commands
 only parse options: the work is done by :mod:`perception` (training, export, quantization).
+
+Every command checks its options, inputs and outputs before it writes anything, and writes each file
+atomically. An existing output file is replaced only with ``--overwrite``, except the files that depend on a
+model's weights alone (``model.onnx``), which ``export``/``fit`` rewrite in the model's own folder; a folder that
+holds a dataset, a training run or another model never receives a model's files (see
+:meth:`perception.learner.Learner.check_output`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 import click
 import numpy as np
 
-from perception.errors import InvalidArgumentError, ModelExistsError
+from perception.errors import InvalidArgumentError
 from scripts.options import ErrorReportingGroup, parse_key_values
 
 
@@ -25,6 +31,27 @@ def _emit(summary: dict[str, Any], json_out: Path | None) -> None:
         from common.io import atomic_write_text
 
         atomic_write_text(json_out, text)
+
+
+def _check_json_out(json_out: Path | None, overwrite: bool) -> None:
+    """Refuse a ``--json-out`` file that exists (without ``--overwrite``) or would replace an artefact's file."""
+    if json_out is None:
+        return
+    from common.io import ARTEFACT_FILES
+    from perception.errors import OutputExistsError
+
+    if json_out.name in ARTEFACT_FILES:
+        raise OutputExistsError(f"--json-out {json_out}: {json_out.name} is the file that marks "
+                                f"{ARTEFACT_FILES[json_out.name]}; choose another file name")
+    if json_out.is_dir():
+        raise OutputExistsError(f"--json-out {json_out} is a folder; give a file name")
+    if json_out.exists() and not overwrite:
+        raise OutputExistsError(f"--json-out {json_out} exists; pass --overwrite to replace it, or choose another file")
+
+
+def _at_least(option: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        raise InvalidArgumentError(f"{option} must be >= {low}, got {value}")
 
 
 @click.group(cls=ErrorReportingGroup)
@@ -49,8 +76,8 @@ def perception() -> None:
 @click.option("--init", "init", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="start from this saved model's weights and config (fine-tuning) instead of random weights")
 @click.option("--option", "options", multiple=True,
-              help="extra fit() argument KEY=VALUE (JSON value), e.g. crop=[96,128] or scale_jitter=0.3")
-@click.option("--overwrite", is_flag=True, help="replace an existing model at --out")
+              help="extra fit() argument KEY=VALUE (JSON value), e.g. crop=[96,128] or min_height=4")
+@click.option("--overwrite", is_flag=True, help="replace an existing model at --out (and --json-out)")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | None, lr: float, seed: int,
             max_frames: int | None, threads: int, config: tuple[str, ...], eval_data: Path | None,
@@ -58,14 +85,20 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
     """Train MODEL (face_detector | face_recognizer) on a face dataset and save it to --out.
 
     Each epoch is checkpointed beside --out; re-running the same command after an interruption resumes.
+    Options, --out, the datasets, --init and --config are all checked before anything is written. Progress
+    goes to stderr: a bar on a terminal, a line per epoch (and every 30 s) elsewhere.
     """
-    from perception.training import fit_options, prepare_learner
+    from perception.faces.dataset import FaceDataset
+    from perception.learner import check_save_dir
+    from perception.training import check_fit_settings, fit_options, prepare_learner
 
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ModelExistsError(f"{out} already holds a model; pass --overwrite to replace it")
-    import torch  # imported here so that `vantage --help` stays fast
-
-    torch.set_num_threads(threads)
+    # Everything is checked before --out (or the checkpoint beside it) is created.
+    _at_least("--threads", threads, 1)
+    check_fit_settings(epochs, 2 if batch_size is None else batch_size, lr, max_frames)
+    check_save_dir(out, overwrite)
+    _check_json_out(json_out, overwrite)
+    dataset = FaceDataset(data)
+    evaluation = FaceDataset(eval_data) if eval_data is not None else None
     learner = prepare_learner(model, parse_key_values(config, "--config"), init)
     # The checkpoint lives beside --out (not inside) so an interrupted run never looks like a saved model.
     checkpoint = out.parent / f".{out.name}.fit-checkpoint.pt"
@@ -77,12 +110,15 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
         kwargs = fit_options(learner, parse_key_values(options, "--option"), fixed)
     except InvalidArgumentError as exc:
         raise click.BadParameter(str(exc), param_hint="--option") from exc
-    summary: dict[str, Any] = {"model": model, "fit": learner.fit(data, **kwargs)}
-    if eval_data is not None:
-        learner.metrics = learner.eval(eval_data, out_dir=out / "eval") if model == "face_recognizer" else \
-            learner.eval(eval_data)
+    import torch  # imported here so that `vantage --help` stays fast
+
+    torch.set_num_threads(threads)
+    summary: dict[str, Any] = {"model": model, "fit": learner.fit(dataset, **kwargs)}
+    if evaluation is not None:
+        learner.metrics = learner.eval(evaluation, out_dir=out / "eval") if model == "face_recognizer" else \
+            learner.eval(evaluation)
         summary["eval"] = learner.metrics
-    learner.save(out, overwrite=True)
+    learner.save(out, overwrite=True)  # --out was checked above; the eval curves may have created it since
     learner.export(out)
     summary["saved"] = str(out)
     _emit(summary, json_out)
@@ -100,18 +136,24 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
               help="ONNX file or TensorRT engine to run instead of the one in MODEL_DIR")
 @click.option("--max-frames", type=int, default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="folder for plots (recogniser curves)")
+@click.option("--overwrite", is_flag=True, help="replace existing plots in --out and an existing --json-out")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def eval_cmd(model_dir: Path, data: Path, runtime: str, precision: str | None, model_file: Path | None,
-             max_frames: int | None, out: Path | None, json_out: Path | None) -> None:
+             max_frames: int | None, out: Path | None, overwrite: bool, json_out: Path | None) -> None:
     """Evaluate a saved model on a face dataset (AP@0.5 or identification curves)."""
+    from common.io import prepare_output
+    from perception.faces.dataset import FaceDataset
     from perception.learner import load_model
 
+    _at_least("--max-frames", max_frames, 1)
+    _check_json_out(json_out, overwrite)
     learner = load_model(model_dir)
     learner.set_runtime(runtime, path=model_file, precision=precision)
+    dataset = FaceDataset(data)
     kwargs: dict[str, Any] = {"max_frames": max_frames}
     if learner.name in ("face_recognizer", "sface") and out is not None:
-        kwargs["out_dir"] = out
-    _emit({"model": str(model_dir), "metrics": learner.eval(data, **kwargs)}, json_out)
+        kwargs["out_dir"] = prepare_output(out, ["recognition_curves.png"], overwrite=overwrite)
+    _emit({"model": str(model_dir), "metrics": learner.eval(dataset, **kwargs)}, json_out)
 
 
 @perception.command("export")
@@ -120,14 +162,22 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, precision: str | None, m
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--check/--no-check", default=True, show_default=True,
               help="compare torch and onnxruntime outputs on 100 random inputs")
+@click.option("--overwrite", is_flag=True,
+              help="replace an existing file (not needed for model.onnx in the model's own folder)")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
-def export_cmd(model_dir: Path, out: Path | None, fmt: str, check: bool, json_out: Path | None) -> None:
-    """Export a saved model to ONNX and check parity with torch."""
+def export_cmd(model_dir: Path, out: Path | None, fmt: str, check: bool, overwrite: bool,
+               json_out: Path | None) -> None:
+    """Export a saved model to ONNX and check parity with torch.
+
+    In MODEL_DIR (the default) model.onnx is rewritten from the saved weights without --overwrite. A folder
+    holding another model, a dataset or a training run is refused; elsewhere an existing file needs --overwrite.
+    """
     from perception.export import check_export_parity
     from perception.learner import load_model
 
+    _check_json_out(json_out, overwrite)
     learner = load_model(model_dir)
-    path = learner.export(out or model_dir, format=fmt)
+    path = learner.export(out or model_dir, format=fmt, overwrite=overwrite)
     summary: dict[str, Any] = {"model": str(model_dir), "onnx": str(path)}
     if check and learner.net is not None:
         summary.update(check_export_parity(learner, path, samples=100))
@@ -143,20 +193,27 @@ def export_cmd(model_dir: Path, out: Path | None, fmt: str, check: bool, json_ou
               help="further samples, unseen by calibration, on which int8 is compared with fp32")
 @click.option("--method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="how activation ranges are taken from the calibration outputs")
+@click.option("--overwrite", is_flag=True, help="replace an existing model.int8.onnx (and --json-out)")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def quantize_cmd(model_dir: Path, calib_data: Path, samples: int, check_samples: int, method: str,
-                 json_out: Path | None) -> None:
+                 overwrite: bool, json_out: Path | None) -> None:
     """Write MODEL_DIR/model.int8.onnx (explicit int8 Q/DQ graph, on the CPU) and print its parity with fp32.
 
     The Q/DQ graph runs on ONNX Runtime (eval --runtime onnxruntime --precision int8) and is what
-    optimize --precision int8 builds TensorRT engines from.
+    optimize --precision int8 builds TensorRT engines from. It depends on the calibration data, so an existing
+    one is replaced only with --overwrite.
     """
+    from perception.faces.dataset import FaceDataset
     from perception.learner import load_model
     from perception.quantization import quantize_learner
 
+    _at_least("--samples", samples, 1)
+    _at_least("--check-samples", check_samples, 0)
+    _check_json_out(json_out, overwrite)
     learner = load_model(model_dir)
-    summary = quantize_learner(learner, calib_data, samples=samples, check_samples=check_samples, path=model_dir,
-                               method=method)
+    dataset = FaceDataset(calib_data)
+    summary = quantize_learner(learner, dataset, samples=samples, check_samples=check_samples, path=model_dir,
+                               method=method, overwrite=overwrite)
     _emit({"model": str(model_dir), **summary}, json_out)
 
 
@@ -167,28 +224,34 @@ def quantize_cmd(model_dir: Path, calib_data: Path, samples: int, check_samples:
 @click.option("--calib-data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="int8: face dataset to quantize from when MODEL_DIR has no model.int8.onnx yet")
 @click.option("--samples", type=int, default=64, show_default=True, help="int8 calibration samples")
+@click.option("--overwrite", is_flag=True, help="replace an existing engine of this precision (and --json-out)")
 @click.option("--json-out", type=click.Path(path_type=Path), default=None)
 def optimize_cmd(model_dir: Path, target: str, precision: str, calib_data: Path | None, samples: int,
-                 json_out: Path | None) -> None:
+                 overwrite: bool, json_out: Path | None) -> None:
     """Build a TensorRT engine next to the model (needs TensorRT and a CUDA GPU).
 
     int8 engines are built from the Q/DQ graph model.int8.onnx (vantage perception quantize), which is written
-    first from --calib-data when it is missing.
+    first from --calib-data when it is missing. An existing engine is replaced only with --overwrite.
     """
     from perception.learner import INT8_ONNX_FILE, load_model
     from perception.runtime import tensorrt_available
 
+    _at_least("--samples", samples, 1)
+    _check_json_out(json_out, overwrite)
     learner = load_model(model_dir)
+    learner.check_output(model_dir, [f"model.{precision}.engine"], overwrite, "TensorRT engine")
     summary: dict[str, Any] = {"model": str(model_dir)}
     if precision == "int8" and not (model_dir / INT8_ONNX_FILE).is_file():
         if calib_data is None:
             raise click.BadParameter(f"int8 needs {INT8_ONNX_FILE}: run vantage perception quantize first or "
                                      f"pass --calib-data", param_hint="--calib-data")
         if tensorrt_available()[0]:  # quantizing takes a while; without TensorRT, optimize() below says why at once
+            from perception.faces.dataset import FaceDataset
             from perception.quantization import quantize_learner
 
-            summary["quantization"] = quantize_learner(learner, calib_data, samples=samples, path=model_dir)
-    engine = learner.optimize(model_dir, target=target, precision=precision)
+            summary["quantization"] = quantize_learner(learner, FaceDataset(calib_data), samples=samples,
+                                                       path=model_dir)
+    engine = learner.optimize(model_dir, target=target, precision=precision, overwrite=overwrite)
     _emit({**summary, "engine": str(engine), "precision": precision}, json_out)
 
 
@@ -197,11 +260,19 @@ def optimize_cmd(model_dir: Path, target: str, precision: str, calib_data: Path 
 @click.argument("onnx_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--config", "config", multiple=True, help="constructor argument KEY=VALUE (JSON value)")
-@click.option("--overwrite", is_flag=True)
+@click.option("--overwrite", is_flag=True, help="replace an existing model at --out")
 def import_cmd(kind: str, onnx_file: Path, out: Path, config: tuple[str, ...], overwrite: bool) -> None:
-    """Wrap a user ONNX model (YuNet detector or SFace recogniser) as a saved Vantage model."""
-    from perception.learner import make_model
+    """Wrap a user ONNX model (YuNet detector or SFace recogniser) as a saved Vantage model.
 
-    learner = make_model(kind, onnx_path=str(onnx_file), **parse_key_values(config, "--config"))
+    The ONNX file is checked (valid ONNX, the format's inputs and outputs) and --out too before anything is
+    written; the saved manifest records the file's SHA-256, which loading checks.
+    """
+    from perception.learner import check_save_dir, make_model
+
+    settings = parse_key_values(config, "--config")
+    if "onnx_path" in settings:
+        raise click.BadParameter("the ONNX file is the ONNX_FILE argument, not a --config value", param_hint="--config")
+    check_save_dir(out, overwrite)
+    learner = make_model(kind, onnx_path=str(onnx_file), **settings)
     learner.save(out, overwrite=overwrite)
     _emit({"model": kind, "saved": str(out)}, None)

@@ -268,6 +268,12 @@ class Rainbow(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        if not callable(learning_rate) and (
+            isinstance(learning_rate, bool)
+            or not isinstance(learning_rate, int | float)
+            or not (math.isfinite(learning_rate) and learning_rate > 0)
+        ):
+            raise InvalidArgumentError(f"learning_rate must be a number > 0 or a schedule, got {learning_rate!r}")
         _check_arguments(
             n_step=n_step,
             gamma=gamma,
@@ -771,7 +777,8 @@ def _check_arguments(
     ]
     for name, value, ok, allowed in checks:
         if not ok or (isinstance(value, float) and math.isnan(value)):
-            raise InvalidArgumentError(f"{name} must be in {allowed}, got {value!r}")
+            where = f"in {allowed}" if allowed[0] in "[(" else allowed
+            raise InvalidArgumentError(f"{name} must be {where}, got {value!r}")
 
 
 def _deep_copy(value: Any) -> Any:

@@ -36,8 +36,9 @@ from perception.errors import InvalidArgumentError
 from perception.faces.dataset import FaceDataset
 from perception.learner import Learner
 from perception.metrics import average_precision, nms
+from perception.progress import Progress
 from perception.specs import ImagePreprocessing, TensorSpec, check_image
-from perception.training import TorchFitMixin, TrainingCheckpoint, warmup_cosine
+from perception.training import TorchFitMixin, TrainingCheckpoint, check_fit_settings, warmup_cosine
 
 STRIDE = 4
 ALL_FACES_MIN_PX = 8.0  #: smallest face (frame pixels) that ``eval``'s all-faces AP counts
@@ -173,6 +174,7 @@ class FaceDetectorLearner(TorchFitMixin, Learner):
 
     name = "face_detector"
     version = "1"
+    role = "face detector"
 
     def __init__(self, width: int = 16, input_size: tuple[int, int] | list[int] = (128, 160),
                  score_threshold: float = 0.35, nms_iou: float = 0.4) -> None:
@@ -250,7 +252,7 @@ class FaceDetectorLearner(TorchFitMixin, Learner):
             lr: peak AdamW learning rate (warm-up then cosine decay).
             seed: shuffling and augmentation seed.
             max_frames: use only the first frames (small-budget runs and tests).
-            progress: show a progress bar.
+            progress: report progress on stderr (a bar on a terminal; elsewhere a line per epoch and every 30 s).
             min_height: faces shorter than this many *input* pixels are ignored (too small to learn).
             checkpoint: file for per-epoch checkpoints; an existing one is resumed, and it is deleted at the end.
             crop: train on random ``(height, width)`` windows of the input (multiples of 16; 70 % centred
@@ -260,9 +262,10 @@ class FaceDetectorLearner(TorchFitMixin, Learner):
         Returns:
             ``{"loss": per-epoch mean losses, "seconds": wall time, "frames": n}``.
         """
+        check_fit_settings(epochs, batch_size, lr, max_frames)  # before minutes of loading frames
+        if crop is not None and (not isinstance(crop, tuple | list) or len(crop) != 2):
+            raise InvalidArgumentError(f"crop must be (height, width), multiples of 16, or None, got {crop!r}")
         dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
-        if epochs < 1 or batch_size < 1:
-            raise InvalidArgumentError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         images, boxes, ignores = self._load(dataset, max_frames)
@@ -279,8 +282,8 @@ class FaceDetectorLearner(TorchFitMixin, Learner):
         ckpt = TrainingCheckpoint(checkpoint, {"net": net, "opt": opt, "sched": sched}, rng)
         done, history = ckpt.resume()
         start = time.time()
-        bar = tqdm(total=steps, initial=done * max(1, n // batch_size), desc="fit face_detector",
-                   disable=not progress)
+        bar = Progress(steps, initial=done * max(1, n // batch_size), desc="fit face_detector", unit="step",
+                       enabled=progress)
         net.train()
         for epoch in range(done, epochs):
             order = rng.permutation(n)
@@ -312,6 +315,7 @@ class FaceDetectorLearner(TorchFitMixin, Learner):
                 self._optimizer_step(loss, opt, sched, losses, bar)
             history.append(float(np.mean(losses)))
             ckpt.save(epoch + 1, history)
+            bar.log(f"epoch {epoch + 1}/{epochs} done, mean loss {history[-1]:.4f} ({bar.status()})")
         self._finish_fit(net, ckpt, bar, dataset)
         return {"loss": history, "seconds": time.time() - start, "frames": n}
 

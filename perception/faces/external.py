@@ -17,6 +17,7 @@ of the face box (no landmark alignment), which costs some accuracy against align
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 from perception.errors import InvalidArgumentError, OnnxModelError
 from perception.faces.detector import FaceDetections
 from perception.faces.recognizer import FaceRecognizerLearner
-from perception.learner import ONNX_FILE, Learner, copy_file, validate_onnx
+from perception.learner import ONNX_FILE, Learner, _sha256, copy_file, validate_onnx
 from perception.metrics import nms
 from perception.specs import ImagePreprocessing, TensorSpec, check_image
 
@@ -44,7 +45,10 @@ def _onnx_io(path: Path) -> tuple[list[tuple[str, list]], list[str]]:
 
 
 class _OnnxOnly(Learner):
-    """Shared plumbing of ONNX-only models: no torch network, the file travels with the saved model."""
+    """Shared plumbing of ONNX-only models: no torch network, the file travels with the saved model (and its
+    SHA-256 with the manifest, checked at load)."""
+
+    trainable = False
 
     def __init__(self, onnx_path: str | Path, **config: Any) -> None:
         path = Path(onnx_path)
@@ -62,12 +66,15 @@ class _OnnxOnly(Learner):
         raise InvalidArgumentError(f"{self.name} wraps a user-supplied ONNX model and cannot be trained here")
 
     def export(self, path: str | Path, format: str = "onnx", opset: int | None = None,
-               overwrite: bool = True) -> Path:
-        """Copy the user's ONNX file to ``path`` (a ``.onnx`` file or a directory): it is the export."""
+               overwrite: bool = False) -> Path:
+        """Copy the user's ONNX file to ``path`` (a ``.onnx`` file or a directory): it is the export.
+
+        The same output checks as :meth:`Learner.export` apply (:meth:`Learner.check_output`).
+        """
         path = Path(path)
         if path.suffix != ".onnx":
-            path.mkdir(parents=True, exist_ok=True)
             path = path / ONNX_FILE
+        self.check_output(path.parent, [path.name], overwrite, "ONNX export")
         copy_file(self.onnx_path, path)
         return path
 
@@ -81,9 +88,10 @@ class _OnnxOnly(Learner):
         spec.shape[0] = shape[0] if shape and shape[0] > 0 else -1
         return spec
 
-    def _write_extra_files(self, path: Path, manifest: dict[str, Any]) -> None:
-        copy_file(self.onnx_path, path / ONNX_FILE)
+    def _write_extra_files(self, path: Path, manifest: dict[str, Any], stack: contextlib.ExitStack) -> None:
+        copy_file(self.onnx_path, path / ONNX_FILE, stack)
         manifest["config"] = {**manifest["config"], "onnx_path": ONNX_FILE}
+        manifest["onnx"] = {"file": ONNX_FILE, "sha256": _sha256(self.onnx_path)}
 
 
 class YuNetDetector(_OnnxOnly):
@@ -102,6 +110,7 @@ class YuNetDetector(_OnnxOnly):
 
     name = "yunet"
     version = "1"
+    role = "face detector"
 
     def __init__(self, onnx_path: str | Path, input_size: tuple[int, int] | list[int] | None = None,
                  score_threshold: float = 0.6, nms_iou: float = 0.3) -> None:

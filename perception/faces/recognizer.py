@@ -32,13 +32,47 @@ from perception.errors import EnrollmentError, InvalidArgumentError
 from perception.faces.dataset import FaceDataset
 from perception.faces.detector import conv_bn, dw_block
 from perception.learner import Learner
+from perception.progress import Progress
 from perception.specs import ImagePreprocessing, TensorSpec, check_image
-from perception.training import TorchFitMixin, TrainingCheckpoint, warmup_cosine
+from perception.training import TorchFitMixin, TrainingCheckpoint, check_fit_settings, warmup_cosine
 
 UNKNOWN = "unknown"
+#: Least fraction of an enrolment box's area that must lie inside the image; the box is then clipped to the image,
+#: as the detector's boxes are, so that enrolment and recognition crop alike. The same 60 % as the dataset's
+#: visibility rule: a face mostly outside the frame is not a usable reference.
+MIN_BOX_INSIDE = 0.6
 #: distance bins (m) and |yaw| bins (degrees) of the accuracy curves
 DISTANCE_BINS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
 YAW_BINS = (0, 15, 30, 45, 60, 75, 90, 120, 150, 180)
+
+
+def check_box(box: Any, image_shape: tuple[int, ...], what: str = "face box") -> np.ndarray:
+    """``box`` (x0, y0, x1, y1 pixels) as float64, clipped to the image, if it is a usable face box.
+
+    A box must be four finite numbers with x1 > x0 and y1 > y0, and at least :data:`MIN_BOX_INSIDE` of its area
+    must lie inside the image; the part outside is then clipped off.
+
+    Raises:
+        EnrollmentError: the box is malformed, not finite, empty, or mostly outside the image.
+    """
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise EnrollmentError(f"{what} must be 4 numbers (x0, y0, x1, y1 pixels), got {box!r}") from None
+    if b.shape != (4,) or not np.all(np.isfinite(b)):
+        raise EnrollmentError(f"{what} must be 4 finite numbers (x0, y0, x1, y1 pixels), got {box!r}")
+    x0, y0, x1, y1 = (float(v) for v in b)
+    if x1 <= x0 or y1 <= y0:
+        raise EnrollmentError(f"{what} ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area: it needs x1 > x0 and y1 > y0 "
+                              f"(boxes are x0, y0, x1, y1 in pixels)")
+    h, w = image_shape[:2]
+    cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
+    inside = max(cx1 - cx0, 0.0) * max(cy1 - cy0, 0.0) / ((x1 - x0) * (y1 - y0))
+    if inside < MIN_BOX_INSIDE:
+        raise EnrollmentError(f"only {inside:.0%} of {what} ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies inside the "
+                              f"{w} x {h} image; at least {MIN_BOX_INSIDE:.0%} must (pass the face's box in this "
+                              f"image's pixels)")
+    return np.array([cx0, cy0, cx1, cy1], np.float64)  # float64: a box inside the image crops exactly as given
 
 
 def crop_face(image: np.ndarray, box: np.ndarray | tuple, size: int = 64, margin: float = 1.15) -> np.ndarray:
@@ -103,6 +137,9 @@ class Recognition:
     confidence: float
     similarity: float
     scores: dict[str, float] = field(default_factory=dict)  # calibrated probability per gallery identity
+    #: the gallery identity nearest by cosine, before the unknown threshold (rank-1 identification); read from the
+    #: similarities, not from ``scores``, whose float32 probabilities can tie where the similarities do not
+    nearest: str = ""
 
 
 class FaceRecognizerLearner(TorchFitMixin, Learner):
@@ -118,6 +155,7 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
 
     name = "face_recognizer"
     version = "1"
+    role = "face recogniser"
 
     def __init__(self, embedding_dim: int = 64, width: int = 32, crop_size: int = 64, margin: float = 0.35,
                  scale: float = 30.0) -> None:
@@ -175,31 +213,41 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
         return np.concatenate(out).astype(np.float32)
 
     def enroll(self, name: str, image: np.ndarray, box: np.ndarray | tuple | None = None,
-               detector: Learner | None = None) -> np.ndarray:
-        """Add (or replace) identity ``name`` from one image; no retraining.
+               detector: Learner | None = None, replace: bool = False) -> np.ndarray:
+        """Add identity ``name`` from one image (or replace it, with ``replace=True``); no retraining.
 
         Args:
             name: identity name (``"unknown"`` is reserved).
             image: RGB ``uint8`` image: a whole frame with ``box`` or ``detector``, else an already-cropped face.
-            box: face box in ``image``.
+            box: face box in ``image`` (x0, y0, x1, y1 pixels): finite, with positive area, and at least
+                :data:`MIN_BOX_INSIDE` of it inside the image (the rest is clipped off, as the detector's boxes
+                are).
             detector: used to find the face when ``box`` is not given (the largest face is enrolled).
+            replace: replace the embedding of an identity already in the gallery.
 
         Returns:
             The enrolled (mean, renormalised) embedding.
 
         Raises:
-            EnrollmentError: the name is reserved or the detector finds no face.
+            EnrollmentError: the name is reserved, empty or already enrolled (without ``replace``), the box is
+                unusable, or the detector finds no face.
         """
-        if name == UNKNOWN or not name:
-            raise EnrollmentError(f"identity name {name!r} is reserved or empty")
+        if not isinstance(name, str) or not name or name == UNKNOWN:
+            raise EnrollmentError(f"identity name {name!r} is reserved or empty; use a non-empty string other than "
+                                  f"{UNKNOWN!r}")
+        if name in self.gallery_names and not replace:
+            raise EnrollmentError(f"identity {name!r} is already enrolled; pass replace=True to replace its "
+                                  f"embedding, or remove({name!r}) it first")
         check_image(image, f"enrolment image for {name!r}")
-        if box is None and detector is not None:
+        if box is not None:
+            box = check_box(box, image.shape, f"the enrolment box for {name!r}")
+        elif detector is not None:
             dets = detector.infer(image)
             if len(dets) == 0:
                 raise EnrollmentError(f"no face found in the enrolment image for {name!r} (shape {image.shape}); "
                                       f"pass a box or a closer, frontal image")
             areas = (dets.boxes[:, 2] - dets.boxes[:, 0]) * (dets.boxes[:, 3] - dets.boxes[:, 1])
-            box = dets.boxes[int(np.argmax(areas))]
+            box = check_box(dets.boxes[int(np.argmax(areas))], image.shape, f"the detected face of {name!r}")
         crop = crop_face(image, box, self.crop_size) if box is not None else image
         emb = self.embed([crop, np.ascontiguousarray(crop[:, ::-1])]).mean(0)
         emb /= max(float(np.linalg.norm(emb)), 1e-9)
@@ -233,7 +281,7 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             k = int(np.argmax(s))
             name = self.gallery_names[k] if s[k] >= self.threshold else UNKNOWN
             out.append(Recognition(name, float(p[k]), float(s[k]),
-                                   {n: float(v) for n, v in zip(self.gallery_names, p)}))
+                                   {n: float(v) for n, v in zip(self.gallery_names, p)}, self.gallery_names[k]))
         return out
 
     def infer(self, inputs: np.ndarray | list[np.ndarray]) -> Recognition | list[Recognition]:
@@ -300,7 +348,7 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             lr: peak AdamW learning rate (warm-up then cosine decay).
             seed: split, shuffling and augmentation seed.
             max_frames: use only the first frames.
-            progress: show a progress bar.
+            progress: report progress on stderr (a bar on a terminal; elsewhere a line per epoch and every 30 s).
             min_height: faces shorter than this (pixels) are not used.
             enroll: enrol the training identities' gallery and calibrate after training.
             checkpoint: file for per-epoch checkpoints; an existing one is resumed, and it is deleted at the end.
@@ -308,9 +356,10 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
         Returns:
             ``{"loss": per-epoch losses, "seconds", "crops", "temperature", "threshold"}``.
         """
+        check_fit_settings(epochs, batch_size, lr, max_frames, min_batch=2)  # before reading the dataset
         dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
-        if epochs < 1 or batch_size < 2:
-            raise InvalidArgumentError(f"epochs must be >= 1 and batch_size >= 2, got {epochs}, {batch_size}")
+        if enroll:  # enrolment needs the dataset's gallery: fail now, not after the training it would follow
+            dataset.gallery(dataset.config.train_identities)
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         train_ids = dataset.config.train_identities
@@ -338,8 +387,8 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
         ckpt = TrainingCheckpoint(checkpoint, {"net": net, "head": head, "opt": opt, "sched": sched}, rng)
         done, history = ckpt.resume()
         start = time.time()
-        bar = tqdm(total=epochs * steps_per_epoch, initial=done * steps_per_epoch, desc="fit face_recognizer",
-                   disable=not progress)
+        bar = Progress(epochs * steps_per_epoch, initial=done * steps_per_epoch, desc="fit face_recognizer",
+                       unit="step", enabled=progress)
         net.train()
         for epoch in range(done, epochs):
             order = rng.permutation(len(x_all))
@@ -360,6 +409,7 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
                 self._optimizer_step(loss, opt, sched, losses, bar)
             history.append(float(np.mean(losses)))
             ckpt.save(epoch + 1, history)
+            bar.log(f"epoch {epoch + 1}/{epochs} done, mean loss {history[-1]:.4f} ({bar.status()})")
         self._finish_fit(net, ckpt, bar, dataset)
         summary: dict[str, Any] = {"loss": history, "seconds": time.time() - start, "crops": len(x_all)}
         if enroll:
@@ -447,7 +497,7 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             rows[r][4] = res.identity == truth
             rows[r][5] = res.identity == UNKNOWN
             rows[r][6] = res.scores.get(truth, 0.0) if res.identity == truth else 0.0
-            rows[r][7] = bool(res.scores) and max(res.scores, key=res.scores.get) == truth
+            rows[r][7] = res.nearest == truth
         a = np.array(rows, dtype=float).reshape(-1, 8)
         dist, yaw, vis, enr, cor, rej, conf, rank1 = a.T
         vis, enr, cor, rej, rank1 = vis > 0, enr > 0, cor > 0, rej > 0, rank1 > 0

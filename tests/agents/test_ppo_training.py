@@ -13,7 +13,8 @@ from agents.checkpoints import load_model, save_model_atomic
 from agents.normalization import EpisodeMinMaxRolloutBuffer, episode_segments
 from agents.ppo import VantagePPO, make_ppo, ppo_kwargs
 from agents.training import TrainConfig, load_agent, make_env, train
-from envs.errors import CheckpointError, InvalidArgumentError, UnknownNameError
+from common.errors import OutputExistsError
+from envs.errors import CheckpointError, UnknownNameError
 from scripts.cli import main
 
 TINY = {
@@ -83,7 +84,7 @@ def test_train_writes_run_and_resume_continues(tmp_path):
     for name in ("config.json", "model.zip", "train_summary.json", "checkpoints/latest.zip", "checkpoints/latest.json"):
         assert (run / name).is_file(), name
     assert list((run / "tb").rglob("events.out.tfevents.*"))
-    with pytest.raises(InvalidArgumentError, match="--resume"):
+    with pytest.raises(OutputExistsError, match="--resume"):
         train(_tiny_config(), run, progress_bar=False)
     summary = train(_tiny_config(steps=256), run, resume=True, progress_bar=False)
     assert summary["num_timesteps"] == 256 and summary["resumed"]
@@ -204,3 +205,39 @@ def test_cli_rejects_bad_names(tmp_path):
     assert result.exit_code != 0 and "positive" in result.output
     result = runner.invoke(main, ["train", "flying", "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and "flying" in result.output
+
+
+def test_eval_never_replaces_results_without_overwrite(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(_tiny_config(steps=64), run, progress_bar=False, log=lambda line: None)
+    monkeypatch.chdir(tmp_path)  # the default folder, runs/eval/<run>, is relative to the working directory
+    runner = CliRunner()
+    base = ["eval", str(run), "--episodes", "1", "--max-steps", "5"]
+    out = tmp_path / "eval"
+    assert runner.invoke(main, [*base, "--out", str(out)]).exit_code == 0
+    first = (out / "eval_agent.json").read_bytes()
+    result = runner.invoke(main, [*base, "--seed", "9", "--out", str(out)])
+    assert result.exit_code == 1 and "already holds eval_agent.json; pass --overwrite" in result.output
+    assert (out / "eval_agent.json").read_bytes() == first
+    result = runner.invoke(main, [*base, "--seed", "9", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "eval_agent.json").read_text())["settings"]["seed"] == 9
+    # Without --out, the default folder keeps every result: the next one is numbered.
+    for expected in ("eval_agent.json", "eval_agent_2.json"):
+        result = runner.invoke(main, base)
+        assert result.exit_code == 0 and expected in result.output, result.output
+    assert sorted(p.name for p in (tmp_path / "runs" / "eval" / "run").iterdir()) == ["eval_agent.json",
+                                                                                      "eval_agent_2.json"]
+    # Results never go into a run folder, and a video is never replaced silently either.
+    result = runner.invoke(main, [*base, "--out", str(run)])
+    assert result.exit_code == 1 and "holds a training run (config.json)" in result.output, result.output
+    video = tmp_path / "clip.gif"
+    video.write_bytes(b"mine")
+    result = runner.invoke(main, [*base, "--out", str(tmp_path / "v"), "--video", str(video)])
+    assert result.exit_code == 1 and "clip.gif" in result.output and video.read_bytes() == b"mine"
+    assert not (tmp_path / "v").exists()  # refused before any episode ran or anything was written
+    result = runner.invoke(main, [*base, "--out", str(tmp_path / "v"), "--video", str(tmp_path / "clip.avi")])
+    assert result.exit_code == 1 and "must end in .mp4 or .gif" in result.output
+    result = runner.invoke(main, [*base, "--out", str(tmp_path / "v"), "--video", str(video), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert video.read_bytes()[:3] == b"GIF" and not [p for p in tmp_path.glob(".clip*")]

@@ -49,7 +49,7 @@ def test_cli_trains_evaluates_and_resumes_rainbow(tmp_path):
     result = runner.invoke(main, ["train", "tracking", "--steps", "96", "--resume", "--no-progress", "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "train_summary.json").read_text())["num_timesteps"] == 96
-    result = runner.invoke(main, ["eval", str(run), "--episodes", "1", "--json"])
+    result = runner.invoke(main, ["eval", str(run), "--episodes", "1", "--json", "--out", str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["episodes"] == 1
 

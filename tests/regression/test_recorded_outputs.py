@@ -23,7 +23,8 @@ TRACKING_AGENT = ROOT / "assets" / "models" / "tracking_ppo_td"
 def test_tracking_eval_reproduces_recorded_figures(tmp_path: Path) -> None:
     run = tmp_path / "tracking_ppo_td"
     shutil.copytree(TRACKING_AGENT, run)
-    result = CliRunner().invoke(main, ["eval", str(run), "--episodes", "3", "--seed", "4242", "--json"])
+    result = CliRunner().invoke(main, ["eval", str(run), "--episodes", "3", "--seed", "4242", "--json", "--out",
+                                       str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
     want = json.loads((PROOF / "tracking_eval_seed4242.json").read_text())

@@ -75,7 +75,7 @@ def test_demo_on_a_given_run(tiny_run, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["tracking", "--set", "no_such_key=1"], "unknown ppo setting 'no_such_key'"),
-    (["tracking", "--set", "n_steps=-5"], "does not build"),
+    (["tracking", "--set", "n_steps=-5"], "PPO setting n_steps=-5 must be an integer >= 1"),
     (["tracking", "--env", "no_such_setting=1"], "TrackingSettings setting 'no_such_setting'"),
     (["tracking", "--preset", "face-turbo"], "unknown ppo preset 'face-turbo'"),
     (["face-recognition", "--algo", "rainbow"], "no default rainbow preset"),
