@@ -289,8 +289,8 @@ def load_config(run_dir: Path) -> TrainConfig:
     """
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (a new run needs no "
-                              "--resume)")
+        raise CheckpointError(f"{run_dir} is not a training run: it has no {CONFIG_FILE} (runs are made by "
+                              "`vantage train TASK --out RUN`; a new run takes no --resume)")
     try:
         return TrainConfig.from_json(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError, CheckpointError) as exc:

@@ -94,13 +94,13 @@ def atomic_write_json(path: str | Path, payload: Any, sort_keys: bool = True) ->
 
 def prepare_output(folder: str | Path, names: Iterable[str] = (), *, overwrite: bool = False,
                    kind: str | None = None) -> Path:
-    """Check that ``folder`` may receive the files ``names``, then create it.
+    """Check that ``folder`` may receive the files ``names``.
 
-    Nothing is written here; the caller writes each file atomically afterwards. Check first, write after: a
-    refused command leaves the folder as it was.
+    Nothing is written or created here: the caller writes each file atomically afterwards (the atomic writers
+    create the folder), so a command refused now, or failing before its first output, leaves no trace.
 
     Args:
-        folder: the output folder (created, with its parents, when the checks pass).
+        folder: the output folder.
         names: the files the caller will write into it.
         overwrite: allow replacing files that exist.
         kind: the kind of artefact ``folder`` itself is (a key of :data:`ARTEFACT_FILES`'s values); a folder
@@ -124,5 +124,4 @@ def prepare_output(folder: str | Path, names: Iterable[str] = (), *, overwrite: 
     if existing and not overwrite:
         raise OutputExistsError(f"{folder} already holds {', '.join(existing)}; pass --overwrite to replace "
                                 f"{'them' if len(existing) > 1 else 'it'}, or choose another folder")
-    folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -421,6 +421,7 @@ def _append_run(path: Path, record: dict[str, Any]) -> None:
     # write of the whole line (a regular file's write is not cut short by Ctrl-C), then fsync: the line is
     # stored whole, or not at all unless the disk fills up or the machine stops mid-write (load_runs skips it).
     data = (json.dumps(record) + "\n").encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         size = os.fstat(fd).st_size

@@ -286,8 +286,9 @@ def generate_dataset(out: str | Path, n: int, seed: int, config: FaceSceneConfig
     out = Path(out)
     meta, exists = _validate(out, n, seed, config, sampler.identity_table(config))  # type: ignore[attr-defined]
     _check_folder(out, exists)
-    prepare_output(out, kind=ARTEFACT_FILES[MANIFEST])  # refuses files, models and runs; then creates the folder
-    _remove_temporaries(out)
+    prepare_output(out, kind=ARTEFACT_FILES[MANIFEST])  # refuses files, models and runs
+    if out.is_dir():
+        _remove_temporaries(out)
     n_shards = math.ceil(n / config.shard_size)
     todo = [s for s in range(n_shards) if not _shard(out, s).with_suffix(".json").is_file()]
     need_gallery = not (out / f"{GALLERY}.json").is_file()

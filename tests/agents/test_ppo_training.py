@@ -107,7 +107,7 @@ def test_an_interrupted_resume_loads_the_newer_checkpoint(tmp_path):
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(CheckpointError, match="not a run directory"):
+    with pytest.raises(CheckpointError, match="is not a training run"):
         train(_tiny_config(), tmp_path, resume=True, progress_bar=False)
 
 
