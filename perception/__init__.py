@@ -11,7 +11,8 @@ explicit Q/DQ quantization), :mod:`perception.training` (shared training-loop pi
 
 from __future__ import annotations
 
-from perception.learner import MODEL_REGISTRY, Learner, load_model, make_model
+from perception.learner import Learner, load_model, make_model
+from perception.manifest import MODEL_REGISTRY
 from perception.runtime import RUNTIMES, TOLERANCES
 from perception.specs import ArrayPreprocessing, ImagePreprocessing, TensorSpec
 

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from perception.export import example_inputs
-from perception.learner import INT8_ONNX_FILE, load_model
+from perception.learner import load_model
+from perception.manifest import INT8_ONNX_FILE
 from perception.runtime import tensorrt_available
 
 #: Receives one progress line.

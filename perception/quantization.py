@@ -213,7 +213,7 @@ def quantize_learner(learner: Learner, dataset: Any, samples: int = 64, check_sa
         The parity summary of :func:`compare_onnx` plus ``onnx``, ``int8_onnx``, ``calibration_samples``,
         ``qdq_nodes``, ``method`` and the two files' sizes in bytes.
     """
-    from perception.learner import INT8_ONNX_FILE, ONNX_FILE
+    from perception.manifest import INT8_ONNX_FILE, ONNX_FILE
 
     if samples < 1 or check_samples < 0:
         raise InvalidArgumentError(f"samples must be >= 1 and check_samples >= 0, got {samples}, {check_samples}")

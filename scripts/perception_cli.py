@@ -89,7 +89,7 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
     goes to stderr: a bar on a terminal, a line per epoch (and every 30 s) elsewhere.
     """
     from perception.faces.dataset import FaceDataset
-    from perception.learner import check_save_dir
+    from perception.manifest import check_save_dir
     from perception.training import check_fit_settings, fit_options, prepare_learner
 
     # Everything is checked before --out (or the checkpoint beside it) is created.
@@ -233,7 +233,8 @@ def optimize_cmd(model_dir: Path, target: str, precision: str, calib_data: Path 
     int8 engines are built from the Q/DQ graph model.int8.onnx (vantage perception quantize), which is written
     first from --calib-data when it is missing. An existing engine is replaced only with --overwrite.
     """
-    from perception.learner import INT8_ONNX_FILE, load_model
+    from perception.learner import load_model
+    from perception.manifest import INT8_ONNX_FILE
     from perception.runtime import tensorrt_available
 
     _at_least("--samples", samples, 1)
@@ -267,7 +268,8 @@ def import_cmd(kind: str, onnx_file: Path, out: Path, config: tuple[str, ...], o
     The ONNX file is checked (valid ONNX, the format's inputs and outputs) and --out too before anything is
     written; the saved manifest records the file's SHA-256, which loading checks.
     """
-    from perception.learner import check_save_dir, make_model
+    from perception.learner import make_model
+    from perception.manifest import check_save_dir
 
     settings = parse_key_values(config, "--config")
     if "onnx_path" in settings:

@@ -26,7 +26,8 @@ import numpy as np
 from perception.errors import InvalidArgumentError, OnnxModelError
 from perception.faces.detector import FaceDetections
 from perception.faces.recognizer import FaceRecognizerLearner
-from perception.learner import ONNX_FILE, Learner, _sha256, copy_file, validate_onnx
+from perception.learner import Learner
+from perception.manifest import ONNX_FILE, _sha256, copy_file, validate_onnx
 from perception.metrics import nms
 from perception.specs import ImagePreprocessing, TensorSpec, check_image
 

@@ -10,7 +10,8 @@ import numpy as np
 from perception.errors import ModelRoleError
 from perception.faces.detector import FaceDetections
 from perception.faces.recognizer import UNKNOWN, FaceRecognizerLearner
-from perception.learner import Learner, load_model, read_manifest, resolve_model_class
+from perception.learner import Learner, load_model, resolve_model_class
+from perception.manifest import read_manifest
 from perception.specs import check_image
 
 DETECTOR_ROLE = "face detector"

@@ -32,7 +32,8 @@ from perception.faces.dataset import FaceDataset, FaceSceneConfig, generate_data
 from perception.faces.detector import FaceDetectorLearner
 from perception.faces.pipeline import FacePipeline
 from perception.faces.recognizer import FaceRecognizerLearner
-from perception.learner import INT8_ONNX_FILE, load_model, make_model
+from perception.learner import load_model, make_model
+from perception.manifest import INT8_ONNX_FILE
 from perception.progress import Progress
 from perception.runtime import OnnxRuntime
 from perception.specs import TensorSpec

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from perception.errors import ManifestError
-from perception.learner import MANIFEST_VERSION, load_model, read_manifest, upgrade_manifest
+from perception.learner import load_model
+from perception.manifest import MANIFEST_VERSION, read_manifest, upgrade_manifest
 
 from .conftest import shipped
 

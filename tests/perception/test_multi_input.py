@@ -11,7 +11,8 @@ import torch
 
 from perception.errors import InvalidInputError, ManifestError, SpecMismatchError
 from perception.export import BATCH_AXIS, EXPORTER, OPSET, check_export_parity, example_inputs
-from perception.learner import MODEL_REGISTRY, load_model
+from perception.learner import load_model
+from perception.manifest import MODEL_REGISTRY
 from perception.runtime import TOLERANCES, OnnxRuntime, TorchRuntime
 from perception.specs import TensorSpec
 from tests.fakes import FUSION_TEST_ENTRY, FusionTestLearner, fake_model

@@ -16,7 +16,8 @@ from perception.errors import InvalidArgumentError, QuantizationError, RuntimeNo
 from perception.faces.dataset import FaceDataset
 from perception.faces.detector import FaceDetectorLearner
 from perception.faces.recognizer import FaceRecognizerLearner
-from perception.learner import INT8_ONNX_FILE, MODEL_REGISTRY, load_model
+from perception.learner import load_model
+from perception.manifest import INT8_ONNX_FILE, MODEL_REGISTRY
 from perception.metrics import box_iou
 from perception.quantization import _split, compare_onnx, convert_float16, qdq_node_counts, quantize_learner
 from perception.runtime import TOLERANCES, OnnxRuntime, build_tensorrt_engine, tensorrt_available

@@ -12,7 +12,7 @@ import torch
 from perception.benchmark import bench_model, summary_lines
 from perception.errors import CheckpointError, InvalidArgumentError
 from perception.faces.detector import FaceDetectorLearner
-from perception.learner import MODEL_REGISTRY
+from perception.manifest import MODEL_REGISTRY
 from perception.training import TrainingCheckpoint, fit_options, prepare_learner, warmup_cosine
 from tests.fakes import FUSION_TEST_ENTRY, FusionTestLearner
 
