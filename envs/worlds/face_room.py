@@ -414,8 +414,7 @@ def _webots_world(model: Any, textures: Mapping[str, str], nav: tuple[int, int],
         f'Solid {{ translation {x:.2f} {y:.2f} {WALL_HEIGHT / 2} name "wall_{i}" children [ Shape {{ appearance '
         f'PBRAppearance {{ baseColor 0.8 0.78 0.72 roughness 1 metalness 0 }} geometry Box {{ size {2 * sx:.2f} '
         f'{2 * sy:.2f} {WALL_HEIGHT} }} }} ] }}'
-        for i, (x, y, sx, sy) in enumerate(((0, half + 0.1, half + 0.2, 0.1), (0, -half - 0.1, half + 0.2, 0.1),
-                                            (half + 0.1, 0, 0.1, half + 0.2), (-half - 0.1, 0, 0.1, half + 0.2)))
+        for i, (x, y, sx, sy) in enumerate(_walls(half, outside=True))
     )
     pitch = 0.35
     return f"""#VRML_SIM R2023b utf8
