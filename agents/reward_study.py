@@ -1,29 +1,26 @@
-"""The TD-reward paper's comparison: reward scheme x action mode, trained on constant motion, evaluated on
-constant, switching and obstacle motion, over several seeds.
+"""The TD-reward paper's comparison, a preset of ``vantage sweep``: reward scheme x action mode, trained on
+constant motion, evaluated on constant, switching and obstacle motion, over several seeds.
 
-Each (reward, action mode, seed) is an ordinary training run under ``OUT/runs/``; finished runs are reused, so
-an interrupted study resumes where it stopped (a finished run trained with other settings is refused, never
-mixed in). Results: ``OUT/reward_study.json``, ``OUT/reward_study.md`` and ``OUT/reward_study.png``, a summary
-of the runs the call selects: they are rewritten on every call (nothing is lost, the runs they summarise are
-kept), all three together or none of them.
+Each (reward, action mode, seed) is a sweep trial, an ordinary training run ``OUT/runs/{reward}_{mode}_s{seed}``
+run by the sweep engine (Ray Tune; :mod:`agents.sweeps`); finished runs are reused, so an interrupted study
+resumes where it stopped (a finished run trained with other settings is refused, never mixed in), and the
+folders the study wrote before it became a sweep are adopted as they are. Results: ``OUT/reward_study.json``,
+``OUT/reward_study.md`` and ``OUT/reward_study.png``, a summary of the runs the call selects: they are rewritten
+on every call (nothing is lost, the runs they summarise are kept), all three together or none of them.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import itertools
-import json
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.evaluation import evaluate
-from agents.training import MODEL_FILE, TrainConfig, load_agent, load_config, make_eval_env, seeds_for, train
-from common.errors import InvalidArgumentError
-from common.io import atomic_path, atomic_write_json, atomic_write_text, json_default, prepare_output
+from agents.sweeps import EngineOptions, EvalSettings, Sweep, SweepSpace, Trial, run_sweep
+from common.io import atomic_path
 
 REWARDS = ("td", "negative", "hint")
 ACTION_MODES = ("discrete", "continuous")
@@ -48,71 +45,43 @@ class RewardStudyConfig:
     action_modes: tuple[str, ...] = ACTION_MODES
     setups: tuple[str, ...] = SETUPS
     jobs: int = 1
-    """Runs trained in parallel processes."""
+    """Runs trained at once (concurrent sweep trials)."""
     normalize_rewards: bool = False
     """Min-max normalise negative and TD rewards per episode (the paper's option)."""
     agent_overrides: dict[str, Any] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+    """Other ``TrainConfig`` fields of every run (``n_envs``, ``checkpoint_every``; tests use tiny ones)."""
 
 
-def _run_one(study: RewardStudyConfig, reward: str, mode: str, seed: int) -> dict[str, Any]:
-    run_dir = Path(study.out) / "runs" / f"{reward}_{mode}_s{seed}"
-    config = TrainConfig(
-        task="tracking", algo="ppo", steps=study.steps, seed=seed,
-        normalize_rewards=study.normalize_rewards and reward in ("td", "negative"),
-        env_kwargs={"reward": reward, "action_mode": mode, "motion": "constant"},
-        agent_overrides=dict(study.agent_overrides),
-    )
-    finished = (run_dir / MODEL_FILE).is_file()
-    # A started run (its config.json is written) resumes, from step 0 when it stopped before its first checkpoint.
-    resume = not finished and (run_dir / "config.json").is_file()
-    if finished or resume:
-        _check_stored_run(run_dir, config)
-    if not finished:
-        train(config, run_dir, resume=resume, progress_bar=False)
-    summary = json.loads((run_dir / "train_summary.json").read_text())
-    cached = run_dir / "study_eval.json"
-    wanted = {"setups": list(study.setups), "episodes": study.episodes}
-    if cached.is_file():
-        previous = json.loads(cached.read_text())
-        if previous.get("settings") == wanted:
-            return previous["result"]
-    _, agent = load_agent(run_dir)
-    evals = {}
-    for setup in study.setups:
-        env = make_eval_env(config, motion=setup)
-        try:
-            figures = evaluate(agent, env, seeds_for(1000 + seed, study.episodes), config.spec.make_evaluator(),
-                               name=f"{reward}/{mode}").summary
-        finally:
-            env.close()
-        evals[setup] = {"distance_error": figures["distance_error_mean"], "steps": figures["steps_mean"],
-                        "angle_error": figures["angle_error_mean"], "lost_fraction": figures["lost_fraction"]}
-    result = {"reward": reward, "action_mode": mode, "seed": seed, "train_wall_s": summary["wall_time_s"],
-              "eval": evals}
-    atomic_write_json(cached, {"settings": wanted, "result": result})
-    return result
+def study_trials(study: RewardStudyConfig) -> list[Trial]:
+    """The study's trials: ``{reward}_{mode}_s{seed}``, PPO on constant motion, in the paper's order."""
+    space = SweepSpace(task="tracking", algo="ppo", steps=study.steps, seeds=tuple(study.seeds),
+                       fixed={"motion": "constant"},
+                       grid={"reward": list(study.rewards), "action_mode": list(study.action_modes)},
+                       base={**study.base, "agent_overrides": dict(study.agent_overrides)})
+    trials = []
+    for trial in space.trials():
+        # The paper normalises the negative and TD rewards only (hint's are bounded already).
+        normalize = study.normalize_rewards and trial.params["reward"] in ("td", "negative")
+        trials.append(dataclasses.replace(trial, config=dataclasses.replace(trial.config,
+                                                                            normalize_rewards=normalize)))
+    return trials
 
 
-def _check_stored_run(run_dir: Path, config: TrainConfig) -> None:
-    """Refuse a finished run trained with other settings than ``config``: reusing it would mix two studies."""
-    stored = load_config(run_dir)
-    wanted = {"steps": config.steps, "seed": config.seed, "normalize_rewards": config.normalize_rewards,
-              "agent_overrides": config.agent_overrides,
-              **{f"env_kwargs.{k}": v for k, v in config.env_kwargs.items()}}
-    found = {"steps": stored.steps, "seed": stored.seed, "normalize_rewards": stored.normalize_rewards,
-             "agent_overrides": stored.agent_overrides,
-             **{f"env_kwargs.{k}": stored.env_kwargs.get(k) for k in config.env_kwargs}}
-    # Through JSON, as the stored side went: tuples compare equal to the lists they became.
-    canonical = lambda d: json.loads(json.dumps(d, sort_keys=True, default=json_default))  # noqa: E731
-    differ = [k for k in wanted if canonical(wanted[k]) != canonical(found[k])]
-    if differ:
-        details = ", ".join(f"{k}={found[k]!r} (this study: {wanted[k]!r})" for k in differ)
-        raise InvalidArgumentError(f"{run_dir} was trained with {details}; choose another --out for a study with "
-                                   "other settings (its runs are kept)")
+def study_sweep(study: RewardStudyConfig) -> Sweep:
+    """The study as a sweep: its trials, evaluated on every motion, summarised in the paper's layout."""
+    settings = EvalSettings(setups={s: {"motion": s} for s in study.setups}, episodes=study.episodes,
+                            metric="distance_error", mode="min")
+    spec = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(study).items() if k != "jobs"}
+    return Sweep(task="tracking", out=Path(study.out), trials=study_trials(study), settings=settings, spec=spec,
+                 group_by=["reward", "action_mode"], stem="reward_study", adopt=True,
+                 table=lambda rows, _: format_study(rows, study),
+                 plot=lambda rows, _, path: plot_study(rows, study, path))
 
 
-def run_reward_study(study: RewardStudyConfig, progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate every combination; write JSON, Markdown and a plot; return the summary.
+def run_reward_study(study: RewardStudyConfig, progress: bool = True,
+                     options: EngineOptions | None = None) -> dict[str, Any]:
+    """Train and evaluate every combination as a sweep; write JSON, Markdown and a plot; return the summary.
 
     Finished runs under ``out/runs`` are reused and interrupted ones resumed; the summary files are rewritten,
     together, once every run is done.
@@ -121,51 +90,8 @@ def run_reward_study(study: RewardStudyConfig, progress: bool = True) -> dict[st
         OutputExistsError: ``out`` is a file or another kind of artefact (a training run, a model, a dataset).
         InvalidArgumentError: a finished run in ``out/runs`` was trained with other settings.
     """
-    out = prepare_output(study.out)
-    combos = list(itertools.product(study.rewards, study.action_modes, study.seeds))
-    runs: list[dict[str, Any]] = []
-    if study.jobs > 1:
-        with ProcessPoolExecutor(max_workers=study.jobs) as pool:
-            futures = [pool.submit(_run_one, study, *c) for c in combos]
-            try:
-                for i, f in enumerate(futures):
-                    runs.append(f.result())
-                    if progress:
-                        print(f"[{i + 1}/{len(combos)}] {combos[i]} done", flush=True)
-            except BaseException:
-                # Start no queued run after an error or Ctrl-C; those running stop or finish their checkpoint.
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    else:
-        for i, combo in enumerate(combos):
-            runs.append(_run_one(study, *combo))
-            if progress:
-                print(f"[{i + 1}/{len(combos)}] {combo} done", flush=True)
-    table = summarize(runs, study)
-    payload = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in study.__dict__.items()},
-               "summary": table, "runs": runs}
-    # All three files or none: each goes to a temporary file, renamed over the old one once all are written.
-    with contextlib.ExitStack() as stack:
-        staged = {name: stack.enter_context(atomic_path(out / name)) for name in STUDY_FILES}
-        atomic_write_json(staged["reward_study.json"], payload)
-        atomic_write_text(staged["reward_study.md"], format_study(table, study) + "\n")
-        plot_study(table, study, staged["reward_study.png"])
-    return payload
-
-
-def summarize(runs: list[dict[str, Any]], study: RewardStudyConfig) -> list[dict[str, Any]]:
-    """Mean and std across seeds per (setup, action mode, reward)."""
-    rows = []
-    for setup, mode, reward in itertools.product(study.setups, study.action_modes, study.rewards):
-        picked = [r["eval"][setup] for r in runs if r["reward"] == reward and r["action_mode"] == mode]
-        if not picked:
-            continue
-        err = np.array([p["distance_error"] for p in picked])
-        steps = np.array([p["steps"] for p in picked])
-        rows.append({"setup": setup, "action_mode": mode, "reward": reward, "seeds": len(picked),
-                     "distance_error_mean": float(err.mean()), "distance_error_std": float(err.std()),
-                     "steps_mean": float(steps.mean()), "steps_std": float(steps.std())})
-    return rows
+    options = options or EngineOptions(max_concurrent=study.jobs)
+    return run_sweep(study_sweep(study), options, resume=True, log=print if progress else (lambda line: None))
 
 
 def format_study(rows: list[dict[str, Any]], study: RewardStudyConfig) -> str:

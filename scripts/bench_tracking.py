@@ -53,16 +53,20 @@ def bench_env(task: str, steps: int, repeats: int, as_json: bool, out: Path, ove
 @click.option("--rewards", default="td,negative,hint", show_default=True)
 @click.option("--action-modes", default="discrete,continuous", show_default=True)
 @click.option("--setups", default="constant,switching,obstacles", show_default=True)
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel training runs.")
+@click.option("--jobs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Runs trained at once (Ray Tune trials; 0: as many as the CPUs allow).")
+@click.option("--address", default=None, help="Ray cluster to run on (auto, HOST:PORT; also RAY_ADDRESS); default: "
+                                               "a local Ray on this machine.")
 @click.option("--normalize-rewards/--no-normalize-rewards", default=False, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/reward_study"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def bench_rewards(task: str, steps: int, seeds: str, episodes: int, rewards: str, action_modes: str, setups: str,
-                  jobs: int, normalize_rewards: bool, out: Path, as_json: bool) -> None:
+                  jobs: int, address: str | None, normalize_rewards: bool, out: Path, as_json: bool) -> None:
     """The TD-reward paper's comparison (reward x action mode x motion, several seeds): table + plot.
 
-    Each (reward, action mode, seed) trains into --out/runs/; finished runs are reused and an interrupted one
-    resumes from its checkpoint, so after Ctrl-C the same command continues. reward_study.json, .md and .png
+    A preset of `vantage sweep tracking`: each (reward, action mode, seed) is a Ray Tune trial training into
+    --out/runs/; finished runs are reused and an interrupted one resumes from its checkpoint, so after Ctrl-C
+    the same command continues. reward_study.json, .md and .png
     summarise the runs this call selects and are rewritten on every call (they need no --overwrite: the runs
     they are made from are kept, so nothing is lost). A finished run trained with other settings is refused.
     """
@@ -87,7 +91,9 @@ def bench_rewards(task: str, steps: int, seeds: str, episodes: int, rewards: str
     )
     note_kept(f"the finished training runs under {out / 'runs'} are kept, and an interrupted one resumes from its "
               "last checkpoint: rerun the same command to continue")
-    payload = run_reward_study(study, progress=not as_json)
+    from agents.sweeps import EngineOptions
+
+    payload = run_reward_study(study, progress=not as_json, options=EngineOptions(address=address, max_concurrent=jobs))
     if as_json:
         click.echo(json.dumps(payload["summary"], indent=2))
     else:

@@ -31,12 +31,13 @@ def test_bench_env_json(tmp_path):
 
 
 def test_bench_rewards_tiny_grid(tmp_path, monkeypatch):
-    # Toy agents: the study's own training settings are replaced by a tiny PPO.
+    # Toy agents: the study's own training settings are replaced by a tiny PPO (its trials run on a local Ray).
+    import functools
+
     import agents.reward_study as study
 
-    original = study.TrainConfig
-    monkeypatch.setattr(study, "TrainConfig", lambda **kw: original(**{**kw, "n_envs": 1, "agent_overrides": TINY,
-                                                                         "checkpoint_every": 32}))
+    monkeypatch.setattr(study, "RewardStudyConfig", functools.partial(
+        study.RewardStudyConfig, agent_overrides=TINY, base={"n_envs": 1, "checkpoint_every": 32}))
     out = tmp_path / "study"
     result = CliRunner().invoke(main, ["bench", "rewards", "tracking", "--steps", "32", "--seeds", "0",
                                        "--episodes", "1", "--rewards", "td,hint", "--action-modes", "discrete",

@@ -145,17 +145,18 @@ def test_the_face_benchmark_and_rainbow_timing_refuse_before_running(tmp_path: P
 
 
 # -- the summary sets: all files or none ------------------------------------------------------------------
-def _fake_study_run(study: Any, reward: str, mode: str, seed: int) -> dict[str, Any]:
-    error = {"td": 0.01, "negative": 0.03, "hint": 0.02}[reward] * (1 + seed)
+def _fake_study_result(run_dir: Path, trial: Any, settings: Any) -> dict[str, Any]:
+    # Every trial of the study counts as finished and evaluated: the summary is written, no run is trained.
+    error = {"td": 0.01, "negative": 0.03, "hint": 0.02}[trial.params["reward"]] * (1 + trial.params["seed"])
     figures = {"distance_error": error, "steps": 900.0, "angle_error": 0.1, "lost_fraction": 0.0}
-    return {"reward": reward, "action_mode": mode, "seed": seed, "train_wall_s": 1.0,
-            "eval": dict.fromkeys(study.setups, figures)}
+    return {"trial": trial.name, "params": trial.params, **trial.params, "train_wall_s": 1.0,
+            "eval": dict.fromkeys(settings.setups, figures)}
 
 
 def test_a_failed_write_keeps_every_file_of_the_reward_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import agents.reward_study as study
+    import agents.sweeps.sweep as sweep
 
-    monkeypatch.setattr(study, "_run_one", _fake_study_run)
+    monkeypatch.setattr(sweep, "cached_result", _fake_study_result)
     args = ["bench", "rewards", "tracking", "--seeds", "0,1", "--action-modes", "discrete", "--setups", "constant",
             "--out", str(tmp_path)]
     assert CliRunner().invoke(main, args).exit_code == 0
