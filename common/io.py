@@ -23,6 +23,7 @@ ARTEFACT_FILES: dict[str, str] = {
     "manifest.json": "a saved perception model",
     "config.json": "a training run",
     "dataset.json": "a face dataset",
+    "bank.json": "a face bank",
 }
 
 

@@ -56,3 +56,49 @@ def faces(n: int, seed: int, out: Path, distance: tuple[float, float], yaw: tupl
     visible = sum(f.visible for _, label in ds for f in label.faces)
     click.echo(json.dumps({"out": str(out), "frames": len(ds), "visible_faces": visible,
                            "hash": ds.content_hash}, indent=2))
+
+
+@data.command("face-bank")
+@click.option("--identities", "ranges", required=True,
+              help="identity ranges START:STOP (stop excluded), comma-separated, e.g. 550:2550 or 0:50,300:550")
+@click.option("--views", type=int, default=16, show_default=True, help="views per identity")
+@click.option("--gallery", default="0:50", show_default=True,
+              help="identities whose frontal 1 m enrolment crop is stored (START:STOP), or 'none'")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--distance", nargs=2, type=float, default=(0.4, 6.0), show_default=True,
+              help="camera-to-head distance range in metres (log-uniform)")
+@click.option("--yaw", nargs=2, type=float, default=(-75.0, 75.0), show_default=True,
+              help="camera azimuth around the subject in degrees, 0 = frontal")
+@click.option("--height", nargs=2, type=float, default=(0.3, 2.9), show_default=True,
+              help="camera height range (m), within 0.1 .. 3")
+@click.option("--identity-seed", type=int, default=0, show_default=True)
+@click.option("--no-progress", is_flag=True, help="print no progress")
+def face_bank(ranges: str, views: int, gallery: str, seed: int, out: Path, distance: tuple[float, float],
+              yaw: tuple[float, float], height: tuple[float, float], identity_seed: int, no_progress: bool) -> None:
+    """Render VIEWS face crops of each identity in the ranges, one person at a time (thousands of identities).
+
+    The training identities of the shipped recogniser are 550 and up; 0-49 are its gallery and 50-549 are held
+    out (envs.worlds.identities.identity_split). Re-running the same command resumes; other settings in the
+    same folder are refused.
+    """
+    from envs.worlds.face_scenes import IdentityViewSampler
+    from perception.faces.bank import FaceBank, FaceBankConfig, generate_bank
+
+    def span(text: str, option: str) -> tuple[int, int]:
+        try:
+            start, stop = (int(v) for v in text.split(":"))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not START:STOP (two integers)", param_hint=option) from None
+        return start, stop
+
+    spans = tuple(span(t.strip(), "--identities") for t in ranges.split(",") if t.strip())
+    config = FaceBankConfig(identities=spans, gallery=None if gallery == "none" else span(gallery, "--gallery"),
+                            views=views, identity_seed=identity_seed, distance=tuple(distance), yaw=tuple(yaw),
+                            camera_height=tuple(height))
+    generate_bank(out, seed, config, sampler=IdentityViewSampler, progress=not no_progress)
+    bank = FaceBank(out)
+    click.echo(json.dumps({"out": str(out), "identities": len(bank.identities),
+                           "views": int(sum(json.loads(s.with_suffix(".json").read_text())["count"]
+                                            for s in bank.shards)),
+                           "hash": bank.content_hash}, indent=2))

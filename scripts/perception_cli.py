@@ -54,6 +54,17 @@ def _at_least(option: str, value: int | None, low: int) -> None:
         raise InvalidArgumentError(f"{option} must be >= {low}, got {value}")
 
 
+def _bank_only_for_recognizer(model: str, data: list[tuple[Any, str]]) -> None:
+    """Refuse a face bank (face crops, no frames) for a model other than ``face_recognizer``."""
+    from perception.faces.bank import FaceBank
+
+    for dataset, option in data:
+        if isinstance(dataset, FaceBank) and model != "face_recognizer":
+            raise InvalidArgumentError(f"{option} {dataset.root} is a face bank (face crops, no frames): only "
+                                       f"face_recognizer trains and evaluates on it, not {model}; give a frame "
+                                       f"dataset (vantage data faces)")
+
+
 @click.group(cls=ErrorReportingGroup)
 def perception() -> None:
     """Perception models: fit, eval, export (ONNX), quantize (int8 Q/DQ), optimize (TensorRT), import ONNX models."""
@@ -88,7 +99,7 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
     Options, --out, the datasets, --init and --config are all checked before anything is written. Progress
     goes to stderr: a bar on a terminal, a line per epoch (and every 30 s) elsewhere.
     """
-    from perception.faces.dataset import FaceDataset
+    from perception.faces.bank import open_face_data
     from perception.manifest import check_save_dir
     from perception.training import check_fit_settings, fit_options, prepare_learner
 
@@ -97,8 +108,9 @@ def fit_cmd(model: str, data: Path, out: Path, epochs: int, batch_size: int | No
     check_fit_settings(epochs, 2 if batch_size is None else batch_size, lr, max_frames)
     check_save_dir(out, overwrite)
     _check_json_out(json_out, overwrite)
-    dataset = FaceDataset(data)
-    evaluation = FaceDataset(eval_data) if eval_data is not None else None
+    dataset = open_face_data(data)  # a frame dataset, or a face bank (recogniser)
+    evaluation = open_face_data(eval_data) if eval_data is not None else None
+    _bank_only_for_recognizer(model, [(dataset, "--data"), (evaluation, "--eval-data")])
     learner = prepare_learner(model, parse_key_values(config, "--config"), init)
     # The checkpoint lives beside --out (not inside) so an interrupted run never looks like a saved model.
     checkpoint = out.parent / f".{out.name}.fit-checkpoint.pt"
@@ -142,14 +154,15 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, precision: str | None, m
              max_frames: int | None, out: Path | None, overwrite: bool, json_out: Path | None) -> None:
     """Evaluate a saved model on a face dataset (AP@0.5 or identification curves)."""
     from common.io import prepare_output
-    from perception.faces.dataset import FaceDataset
+    from perception.faces.bank import open_face_data
     from perception.learner import load_model
 
     _at_least("--max-frames", max_frames, 1)
     _check_json_out(json_out, overwrite)
     learner = load_model(model_dir)
     learner.set_runtime(runtime, path=model_file, precision=precision)
-    dataset = FaceDataset(data)
+    dataset = open_face_data(data)  # a frame dataset, or a face bank (recogniser: TAR@FAR, open set by bins)
+    _bank_only_for_recognizer(learner.name, [(dataset, "--data")])
     kwargs: dict[str, Any] = {"max_frames": max_frames}
     if learner.name in ("face_recognizer", "sface") and out is not None:
         kwargs["out_dir"] = prepare_output(out, ["recognition_curves.png"], overwrite=overwrite)

@@ -30,7 +30,7 @@ from envs.worlds.face_room import FACE_CAM, VIEWER, build_face_room
 from envs.worlds.identities import FaceIdentity, ellipsoid_normals, face_centre, face_points, generate_identities
 from envs.worlds.people import HIDE_BELOW
 
-__all__ = ["FaceSceneSampler", "label_face", "render_gallery"]
+__all__ = ["FaceSceneSampler", "IdentityViewSampler", "label_face", "render_gallery"]
 
 
 def _line_of_sight(sim: MujocoBackend, start: np.ndarray, end: np.ndarray, body: str) -> bool:
@@ -171,7 +171,15 @@ class FaceSceneSampler:
                 sim.set_pose(f"furniture_{k}", Pose.planar(spot[0], spot[1], rng.uniform(-3.2, 3.2)))
         head = sim.get_pose(f"head_{subject.name}").position
         eye = np.array([cam_xy[0], cam_xy[1], cam_z])
-        # Aim near the head, off centre by up to aim_jitter of the half field of view.
+        lighting = self._aim_and_light(rng, eye, head)
+        image = sim.render(FACE_CAM)
+        faces = [label for label in (label_face(sim, face) for face in placed) if label is not None]
+        return image, {"index": index, "subject": subject.index, "faces": faces, "lighting": lighting}
+
+    def _aim_and_light(self, rng: np.random.Generator, eye: np.ndarray, head: np.ndarray) -> float:
+        """Aim the camera at ``eye`` near ``head``, off centre by up to ``aim_jitter`` of the half field of view,
+        and draw the lighting; returns the light level."""
+        cfg = self.config
         half_fov = math.radians(cfg.fovy) / 2
         offset = rng.uniform(-cfg.aim_jitter, cfg.aim_jitter, 2) * half_fov
         look = head - eye
@@ -180,10 +188,8 @@ class FaceSceneSampler:
         self.look_at(eye, eye + np.array([math.cos(yaw) * math.cos(pitch), math.sin(yaw) * math.cos(pitch),
                                            math.sin(pitch)]))
         lighting = float(rng.uniform(0.55, 1.35))
-        sim.set_lighting(lighting, float(rng.uniform(0.25, 0.6)))
-        image = sim.render(FACE_CAM)
-        faces = [label for label in (label_face(sim, face) for face in placed) if label is not None]
-        return image, {"index": index, "subject": subject.index, "faces": faces, "lighting": lighting}
+        self.sim.set_lighting(lighting, float(rng.uniform(0.25, 0.6)))
+        return lighting
 
     def gallery(self, identities: list[int] | None = None, distance: float = 1.0
                 ) -> list[tuple[int, np.ndarray, dict[str, Any]]]:
@@ -201,6 +207,61 @@ class FaceSceneSampler:
             assert label is not None and label["visible"], "a frontal gallery view must show the face"
             out.append((idx, image, label))
         return out
+
+
+class IdentityViewSampler(FaceSceneSampler):
+    """Renders single-person views of any identities (thousands, a chunk per world): the face-bank renderer.
+
+    Only the given identities are built into the room (no furniture, no other people), so a world of a few dozen
+    textured people stands in for any slice of the identity space.
+
+    Args:
+        config: view settings (the attributes of :class:`perception.faces.bank.FaceBankConfig`: ``distance``,
+            ``yaw``, ``camera_height``, ``aim_jitter``, ``room_size``, ``image_size``, ``fovy``).
+        world_dir: where the world is written (textures are reused across chunks).
+        identities: the people in this world.
+    """
+
+    def __init__(self, config: Any, world_dir: str | Path, identities: list[FaceIdentity]) -> None:
+        self.config = config
+        self.identities = list(identities)
+        path = build_face_room(self.identities, world_dir, n_furniture=0, room_size=config.room_size,
+                               camera_size=tuple(config.image_size), fovy=config.fovy, seed=0)
+        self.sim = MujocoBackend(path, hide_below=HIDE_BELOW)
+        self.subjects = list(range(len(self.identities)))
+
+    def view(self, position: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+        """A random view of the identity at ``position`` of this world: ``(RGB image, face label)``; the label
+        also holds ``pitch`` (degrees the camera is above the head centre, seen from it) and ``lighting``."""
+        cfg, sim = self.config, self.sim
+        face = self.identities[position]
+        sim.reset()
+        lo, hi = cfg.distance
+        distance = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        rel_yaw = math.radians(rng.uniform(*cfg.yaw))
+        cam_z = float(rng.uniform(*cfg.camera_height))
+        pos, heading, cam_xy = self._place_subject(rng, face, distance, rel_yaw, cam_z)
+        sim.set_pose(f"human_{face.name}", Pose.planar(pos[0], pos[1], heading))
+        head = sim.get_pose(f"head_{face.name}").position
+        eye = np.array([cam_xy[0], cam_xy[1], cam_z])
+        lighting = self._aim_and_light(rng, eye, head)
+        image = sim.render(FACE_CAM)
+        label = label_face(sim, face) or _label(face.index, (0.0, 0.0, 0.0, 0.0), False, False, distance, 0.0, 0.0)
+        pitch = math.degrees(math.atan2(eye[2] - head[2], float(np.linalg.norm(eye[:2] - head[:2]))))
+        return image, {**label, "pitch": pitch, "lighting": lighting}
+
+    def frontal(self, position: int, distance: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
+        """The enrolment view of the identity at ``position``: frontal, ``distance`` m, camera at head height, the
+        default lighting (as :meth:`FaceSceneSampler.gallery`)."""
+        face, sim = self.identities[position], self.sim
+        sim.reset()
+        sim.set_pose(f"human_{face.name}", Pose.planar(0.0, 0.0, 0.0))
+        head = sim.get_pose(f"head_{face.name}").position
+        self.look_at(head + np.array([distance, 0.0, 0.0]), head)
+        image = sim.render(FACE_CAM)
+        label = label_face(sim, face)
+        assert label is not None and label["visible"], "a frontal gallery view must show the face"
+        return image, label
 
 
 def render_gallery(config: Any, world_dir: str | Path, identities: list[int] | None = None, distance: float = 1.0

@@ -127,6 +127,39 @@ def sample_identity(rng: np.random.Generator, index: int) -> FaceIdentity:
     )
 
 
+#: The identity split of identity seed 0 (what the shipped face models use): identities 0-49 are the recogniser's
+#: gallery (the drone task's people are 0-9), 50-549 are held out from training (open-set calibration and
+#: evaluation; the frame datasets' held-out 50-59 are among them), and training identities start at 550.
+GALLERY_IDENTITIES: range = range(0, 50)
+HELDOUT_IDENTITIES: range = range(50, 550)
+TRAIN_IDENTITIES_START = 550
+
+
+def identity_split(n_train: int) -> dict[str, range]:
+    """The disjoint ``gallery``, ``heldout`` and ``train`` identity indices, with ``n_train`` training identities.
+
+    The first two are fixed (:data:`GALLERY_IDENTITIES`, :data:`HELDOUT_IDENTITIES`); the training identities are
+    the ``n_train`` after them, so growing the training set never moves an identity between splits.
+
+    Raises:
+        InvalidArgumentError: ``n_train`` is not a positive integer.
+    """
+    if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 1:
+        raise InvalidArgumentError(f"number of training identities must be an integer >= 1, got {n_train!r}")
+    return {"gallery": GALLERY_IDENTITIES, "heldout": HELDOUT_IDENTITIES,
+            "train": range(TRAIN_IDENTITIES_START, TRAIN_IDENTITIES_START + n_train)}
+
+
+def identities_at(indices: list[int] | range, seed: int = 0) -> list[FaceIdentity]:
+    """The identities at ``indices`` of :func:`generate_identities` ``(max(indices) + 1, seed)``, without painting
+    or keeping the others (thousands of identities are cheap to draw, their textures are not)."""
+    indices = list(indices)
+    if not indices or min(indices) < 0:
+        raise InvalidArgumentError(f"identity indices must be a non-empty list of integers >= 0, got {indices[:5]}")
+    streams = np.random.SeedSequence(seed).spawn(max(indices) + 1)
+    return [sample_identity(np.random.default_rng(streams[i]), i) for i in indices]
+
+
 def generate_identities(n: int, seed: int = 0) -> list[FaceIdentity]:
     """``n`` distinct identities from ``seed``; the first ``k`` are the same for any ``n >= k``.
 

@@ -31,6 +31,8 @@ from common.io import atomic_path
 from perception.errors import EnrollmentError, InvalidArgumentError
 from perception.faces.dataset import FaceDataset
 from perception.faces.detector import conv_bn, dw_block
+from perception.faces.margin import MARGIN_LOSSES, MarginHead
+from perception.faces.verification import open_set_report
 from perception.learner import Learner
 from perception.progress import Progress
 from perception.specs import ImagePreprocessing, TensorSpec, check_image
@@ -115,18 +117,11 @@ class FaceEmbeddingNet(nn.Module):
         return F.normalize(z, dim=1)
 
 
-class CosFaceHead(nn.Module):
-    """Class weights for the CosFace loss (training only; the gallery replaces it at inference)."""
+class CosFaceHead(MarginHead):
+    """The CosFace head (kept under its old name; :class:`perception.faces.margin.MarginHead` also does ArcFace)."""
 
     def __init__(self, embedding_dim: int, n_classes: int, scale: float = 30.0, margin: float = 0.35) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_classes, embedding_dim) * 0.01)
-        self.scale, self.margin = scale, margin
-
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cos = emb @ F.normalize(self.weight, dim=1).T
-        logits = self.scale * (cos - self.margin * F.one_hot(labels, cos.shape[1]))
-        return F.cross_entropy(logits, labels)
+        super().__init__(embedding_dim, n_classes, scale, margin, "cosface")
 
 
 @dataclass
@@ -149,8 +144,9 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
         embedding_dim: embedding size.
         width: channel multiplier.
         crop_size: side of the square input crop.
-        margin: CosFace margin ``m``.
-        scale: CosFace scale ``s``.
+        margin: margin ``m`` of the loss.
+        scale: logit scale ``s`` of the loss.
+        loss: ``"cosface"`` or ``"arcface"`` (:mod:`perception.faces.margin`).
     """
 
     name = "face_recognizer"
@@ -158,12 +154,16 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
     role = "face recogniser"
 
     def __init__(self, embedding_dim: int = 64, width: int = 32, crop_size: int = 64, margin: float = 0.35,
-                 scale: float = 30.0) -> None:
+                 scale: float = 30.0, loss: str = "cosface") -> None:
         if embedding_dim < 8 or width < 4:
             raise InvalidArgumentError(f"embedding_dim must be >= 8 and width >= 4, got {embedding_dim}, {width}")
+        if loss not in MARGIN_LOSSES:
+            raise InvalidArgumentError(f"loss must be one of {', '.join(MARGIN_LOSSES)}, got {loss!r}")
         if crop_size != 64:
             raise InvalidArgumentError(f"crop_size must be 64 (the GDC layer is sized for it), got {crop_size}")
-        super().__init__(embedding_dim=embedding_dim, width=width, crop_size=crop_size, margin=margin, scale=scale)
+        extra = {} if loss == "cosface" else {"loss": loss}  # saved configs of CosFace models stay as they were
+        super().__init__(embedding_dim=embedding_dim, width=width, crop_size=crop_size, margin=margin, scale=scale,
+                         **extra)
         self.gallery_names: list[str] = []
         self.gallery = np.zeros((0, embedding_dim), np.float32)
         self.temperature = 0.05
@@ -335,8 +335,14 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
     # -- training ----------------------------------------------------------------------------------
     def fit(self, dataset: FaceDataset | str | Path, epochs: int = 20, batch_size: int = 64, lr: float = 3e-3,
             seed: int = 0, max_frames: int | None = None, progress: bool = True, min_height: float = 8.0,
-            enroll: bool = True, checkpoint: str | Path | None = None) -> dict[str, Any]:
+            enroll: bool = True, checkpoint: str | Path | None = None, calibration: str | None = None,
+            target_far: float = 0.005) -> dict[str, Any]:
         """Train on the training identities' faces, then enrol the gallery and calibrate.
+
+        ``dataset`` may also be a face bank (:mod:`perception.faces.bank`, thousands of identities): then
+        :func:`perception.faces.bank_training.fit_bank` trains on all its views, enrols the gallery stored with it
+        and calibrates on the bank ``calibration`` (gallery and held-out identities) for a false-accept rate of
+        ``target_far`` (``max_frames`` and ``min_height`` do not apply).
 
         Held-out identities (``dataset.heldout_identities``) are never trained on; the first half of them
         calibrates the unknown threshold, the second half is left for open-set evaluation.
@@ -352,12 +358,21 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             min_height: faces shorter than this (pixels) are not used.
             enroll: enrol the training identities' gallery and calibrate after training.
             checkpoint: file for per-epoch checkpoints; an existing one is resumed, and it is deleted at the end.
+            calibration: face bank folder that calibrates a model trained on a face bank.
+            target_far: share of held-out identities' views the calibrated threshold may accept (face banks).
 
         Returns:
             ``{"loss": per-epoch losses, "seconds", "crops", "temperature", "threshold"}``.
         """
+        from perception.faces.bank import FaceBank, open_face_data
+
         check_fit_settings(epochs, batch_size, lr, max_frames, min_batch=2)  # before reading the dataset
-        dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
+        dataset = dataset if isinstance(dataset, FaceDataset | FaceBank) else open_face_data(dataset)
+        if isinstance(dataset, FaceBank):
+            from perception.faces.bank_training import fit_bank
+
+            return fit_bank(self, dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                            enroll=enroll, checkpoint=checkpoint, calibration=calibration, target_far=target_far)
         if enroll:  # enrolment needs the dataset's gallery: fail now, not after the training it would follow
             dataset.gallery(dataset.config.train_identities)
         torch.manual_seed(seed)
@@ -378,7 +393,8 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
         label_of = {i: k for k, i in enumerate(train_ids)}
         x_all = crops[train_mask]
         y_all = np.array([label_of[i] for i in ids[train_mask]])
-        head = CosFaceHead(self.config["embedding_dim"], len(train_ids), self.config["scale"], self.config["margin"])
+        head = MarginHead(self.config["embedding_dim"], len(train_ids), self.config["scale"], self.config["margin"],
+                          self.config.get("loss", "cosface"))
         net = self.net
         params = list(net.parameters()) + list(head.parameters())
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
@@ -473,7 +489,13 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             ``open_set`` (rejection of unknowns and acceptance of knowns within 3 m, frontal). Writes
             ``recognition_curves.png`` into ``out_dir`` when given.
         """
-        dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
+        from perception.faces.bank import FaceBank, open_face_data
+
+        dataset = dataset if isinstance(dataset, FaceDataset | FaceBank) else open_face_data(dataset)
+        if isinstance(dataset, FaceBank):
+            from perception.faces.bank_training import eval_bank
+
+            return eval_bank(self, dataset, max_frames, out_dir)
         heldout = dataset.heldout_identities
         unknown_ids = set(heldout[max(1, len(heldout) // 2):])
         names = dataset.identity_names
@@ -492,7 +514,8 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             if face.visible:
                 crops.append(crop_face(img, face.box, self.crop_size))
                 where.append((len(rows) - 1, names[face.identity]))
-        results = self.match(self.embed(crops)) if crops else []
+        emb = self.embed(crops)
+        results = self.match(emb) if crops else []
         for (r, truth), res in zip(where, results):
             rows[r][4] = res.identity == truth
             rows[r][5] = res.identity == UNKNOWN
@@ -534,6 +557,15 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             "gallery_size": len(self.gallery_names),
             "runtime": self.runtime_name,
         }
+        # The field's figures over the same visible subject faces (frame labels record no pitch, so
+        # close_range_acceptance needs a face bank).
+        seen = [r for r, _ in where]
+        column = {n: k for k, n in enumerate(self.gallery_names)}
+        truth = np.array([column.get(t, -1) for _, t in where], int)
+        report = open_set_report(emb @ self.gallery.T if crops else np.zeros((0, len(self.gallery_names))), truth,
+                                 self.threshold, dist[seen], yaw[seen])
+        metrics.update({k: report[k] for k in ("tar_at_far_1e-2", "tar_at_far_1e-3", "open_set_rejection",
+                                               "close_range_acceptance", "verification")})
         if out_dir is not None:
             plot_curves(metrics, Path(out_dir) / "recognition_curves.png")
         return metrics
