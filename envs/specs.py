@@ -16,7 +16,7 @@ from typing import Any
 
 from envs.errors import InvalidArgumentError, UnknownNameError, lookup
 
-__all__ = ["ASSETS", "TASKS", "DemoSpec", "TaskOption", "TaskSpec", "get_task", "resolve", "task_of_env"]
+__all__ = ["ASSETS", "TASKS", "BundleSpec", "DemoSpec", "TaskOption", "TaskSpec", "get_task", "resolve", "task_of_env"]
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -70,6 +70,28 @@ class DemoSpec:
 
 
 @dataclass(frozen=True)
+class BundleSpec:
+    """What a deployment bundle of the task's agents holds beside the policy (``vantage export``, ``deploy/``).
+
+    Attributes:
+        perception: model name -> saved perception model folder the robot runs beside the policy.
+        chain: ``"module:Class"`` in ``deploy/`` that runs those models on a frame (its ``describe`` writes their
+            decoding settings into the manifest).
+        sim_argument: the environment keyword the chain is given as in the simulator closed loop.
+        trigger_actions: actions after which the chain runs on the robot's frame.
+        every_step_when: environment settings under which the chain runs on every step instead.
+        frames: which frames the chain sees, in words, for the manifest.
+    """
+
+    perception: Mapping[str, Path] = field(default_factory=dict)
+    chain: str | None = None
+    sim_argument: str | None = None
+    trigger_actions: tuple[str, ...] = ()
+    every_step_when: Mapping[str, Any] = field(default_factory=dict)
+    frames: str = ""
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Everything about one task that is not the environment itself.
 
@@ -90,7 +112,11 @@ class TaskSpec:
         benchmarks: the ``vantage bench`` commands that take this task.
         shipped_agent: folder of a trained agent shipped in ``assets/models``, if any.
         agent_sampled: run the agent with sampled (not most likely) actions in the demo and benchmarks.
+        bundle: what a deployment bundle of the task's agents holds beside the policy (perception models).
         demo: how ``make demo`` shows the task.
+        sweep_metric: ``(figure, "min" | "max")``: what ``vantage sweep`` trials report to the scheduler and rank
+            by, a key of the evaluator's summary without its ``_mean`` suffix (``distance_error``), and its
+            better direction.
     """
 
     name: str
@@ -107,7 +133,9 @@ class TaskSpec:
     benchmarks: tuple[str, ...] = ()
     shipped_agent: Path | None = None
     agent_sampled: bool = False
+    bundle: BundleSpec = field(default_factory=BundleSpec)
     demo: DemoSpec | None = None
+    sweep_metric: tuple[str, str] = ("return", "max")
 
     def defaults(self) -> dict[str, str]:
         """The environment settings training uses unless told otherwise."""
@@ -157,6 +185,7 @@ TASKS: dict[str, TaskSpec] = {
             demo=DemoSpec(variants=(("constant", {"motion": "constant"}), ("switching", {"motion": "switching"})),
                           episodes=5, video_fps=20, trace_label="distance error |d - 0.2 m| (m)",
                           metric="distance_error_mean", metric_label="mean distance error (m)"),
+            sweep_metric=("distance_error", "min"),
         ),
         TaskSpec(
             name="face-recognition",
@@ -176,9 +205,16 @@ TASKS: dict[str, TaskSpec] = {
             benchmarks=("active-vs-static",),
             shipped_agent=ASSETS / "models" / "face_ppo_paper_shaped",
             agent_sampled=True,
+            bundle=BundleSpec(perception={"detector": ASSETS / "models" / "face_detector",
+                                          "recognizer": ASSETS / "models" / "face_recognizer"},
+                              chain="deploy.faces:FaceChain", sim_argument="pipeline", trigger_actions=("recognize",),
+                              every_step_when={"reward": "paper"},
+                              frames="the recognition camera's RGB frame (320x240 in the simulator; on a robot the "
+                                     "camera frame), after the decoded action asks for it"),
             demo=DemoSpec(episodes=10, baselines=("static", "rule"), max_steps=300, video_fps=10,
                           trace_label="distance to the person (m)", metric="accuracy",
                           metric_label="identification accuracy (random starts)"),
+            sweep_metric=("accuracy", "max"),
         ),
     )
 }
