@@ -197,14 +197,7 @@ class FaceSceneSampler:
         (what a recogniser enrols from): ``(identity, image, face label)`` triples."""
         sim, out = self.sim, []
         for idx in identities if identities is not None else range(self.config.n_identities):
-            face = self.identities[idx]
-            sim.reset()
-            sim.set_pose(f"human_{face.name}", Pose.planar(0.0, 0.0, 0.0))
-            head = sim.get_pose(f"head_{face.name}").position
-            self.look_at(head + np.array([distance, 0.0, 0.0]), head)
-            image = sim.render(FACE_CAM)
-            label = label_face(sim, face)
-            assert label is not None and label["visible"], "a frontal gallery view must show the face"
+            image, label = _frontal_view(sim, self.look_at, self.identities[idx], distance)
             out.append((idx, image, label))
         return out
 
@@ -253,15 +246,7 @@ class IdentityViewSampler(FaceSceneSampler):
     def frontal(self, position: int, distance: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
         """The enrolment view of the identity at ``position``: frontal, ``distance`` m, camera at head height, the
         default lighting (as :meth:`FaceSceneSampler.gallery`)."""
-        face, sim = self.identities[position], self.sim
-        sim.reset()
-        sim.set_pose(f"human_{face.name}", Pose.planar(0.0, 0.0, 0.0))
-        head = sim.get_pose(f"head_{face.name}").position
-        self.look_at(head + np.array([distance, 0.0, 0.0]), head)
-        image = sim.render(FACE_CAM)
-        label = label_face(sim, face)
-        assert label is not None and label["visible"], "a frontal gallery view must show the face"
-        return image, label
+        return _frontal_view(self.sim, self.look_at, self.identities[position], distance)
 
 
 def render_gallery(config: Any, world_dir: str | Path, identities: list[int] | None = None, distance: float = 1.0
@@ -269,3 +254,16 @@ def render_gallery(config: Any, world_dir: str | Path, identities: list[int] | N
     """:meth:`FaceSceneSampler.gallery` in a freshly built room, closed afterwards."""
     with FaceSceneSampler(config, world_dir) as sampler:
         return sampler.gallery(identities, distance)
+
+
+def _frontal_view(sim: Any, look_at: Any, face: Any, distance: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """A frontal view of ``face`` alone at the origin, ``distance`` m away, camera at head height: what both the
+    frame gallery and the face bank enrol from, so the two enrol identically."""
+    sim.reset()
+    sim.set_pose(f"human_{face.name}", Pose.planar(0.0, 0.0, 0.0))
+    head = sim.get_pose(f"head_{face.name}").position
+    look_at(head + np.array([distance, 0.0, 0.0]), head)
+    image = sim.render(FACE_CAM)
+    label = label_face(sim, face)
+    assert label is not None and label["visible"], "a frontal gallery view must show the face"
+    return image, label
