@@ -12,7 +12,6 @@ views, the unknown threshold for a target false-accept rate on the held-out iden
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +21,7 @@ import torch.nn.functional as F
 
 from perception.errors import InvalidArgumentError
 from perception.faces.bank import GALLERY_CROP, FaceBank
-from perception.faces.margin import MarginHead
 from perception.faces.verification import open_set_report, plot_report, threshold_for_far
-from perception.progress import Progress
-from perception.training import TrainingCheckpoint, warmup_cosine
 
 if TYPE_CHECKING:
     from perception.faces.recognizer import FaceRecognizerLearner
@@ -100,31 +96,16 @@ def fit_bank(learner: FaceRecognizerLearner, bank: FaceBank, *, epochs: int, bat
     crops, labels = data["crops"], np.searchsorted(np.asarray(ids), data["identity"])
     if len(crops) < batch_size:
         raise InvalidArgumentError(f"only {len(crops)} views in {bank.root}; need >= {batch_size}")
-    cfg = learner.config
-    head = MarginHead(cfg["embedding_dim"], len(ids), cfg["scale"], cfg["margin"], cfg.get("loss", "cosface"))
-    net = learner.net
-    opt = torch.optim.AdamW(list(net.parameters()) + list(head.parameters()), lr=lr, weight_decay=5e-4)
-    steps_per_epoch = max(1, len(crops) // batch_size)
-    sched = warmup_cosine(opt, epochs * steps_per_epoch)
-    ckpt = TrainingCheckpoint(checkpoint, {"net": net, "head": head, "opt": opt, "sched": sched}, rng)
-    done, history = ckpt.resume()
-    start = time.time()
-    bar = Progress(epochs * steps_per_epoch, initial=done * steps_per_epoch, desc="fit face_recognizer (bank)",
-                   unit="step", enabled=progress)
-    net.train()
-    for epoch in range(done, epochs):
-        order = rng.permutation(len(crops))
-        losses: list[float] = []
-        for b in range(steps_per_epoch):
-            idx = np.sort(order[b * batch_size:(b + 1) * batch_size])
-            x = torch.from_numpy(crops[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-            loss = head(net(augment(x, rng)), torch.from_numpy(labels[idx]).long())
-            learner._optimizer_step(loss, opt, sched, losses, bar)
-        history.append(float(np.mean(losses)))
-        ckpt.save(epoch + 1, history)
-        bar.log(f"epoch {epoch + 1}/{epochs} done, mean loss {history[-1]:.4f} ({bar.status()})")
-    learner._finish_fit(net, ckpt, bar, bank)
-    summary: dict[str, Any] = {"loss": history, "seconds": time.time() - start, "crops": len(crops),
+
+    def batch(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.sort(idx)
+        x = torch.from_numpy(crops[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return augment(x, rng), torch.from_numpy(labels[idx]).long()
+
+    history, seconds, steps_per_epoch = learner._train_margin(
+        len(crops), len(ids), batch, epochs=epochs, batch_size=batch_size, lr=lr, rng=rng, checkpoint=checkpoint,
+        progress=progress, desc="fit face_recognizer (bank)", data=bank)
+    summary: dict[str, Any] = {"loss": history, "seconds": seconds, "crops": len(crops),
                                "identities": len(ids), "steps": epochs * steps_per_epoch}
     if enroll and calib is not None:
         enroll_bank_gallery(learner, bank)

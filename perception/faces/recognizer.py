@@ -15,6 +15,7 @@ and the answer is ``"unknown"`` when the best similarity is below a threshold ch
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -393,41 +394,23 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
         label_of = {i: k for k, i in enumerate(train_ids)}
         x_all = crops[train_mask]
         y_all = np.array([label_of[i] for i in ids[train_mask]])
-        head = MarginHead(self.config["embedding_dim"], len(train_ids), self.config["scale"], self.config["margin"],
-                          self.config.get("loss", "cosface"))
-        net = self.net
-        params = list(net.parameters()) + list(head.parameters())
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
-        steps_per_epoch = max(1, len(x_all) // batch_size)
-        sched = warmup_cosine(opt, epochs * steps_per_epoch)
-        ckpt = TrainingCheckpoint(checkpoint, {"net": net, "head": head, "opt": opt, "sched": sched}, rng)
-        done, history = ckpt.resume()
-        start = time.time()
-        bar = Progress(epochs * steps_per_epoch, initial=done * steps_per_epoch, desc="fit face_recognizer",
-                       unit="step", enabled=progress)
-        net.train()
-        for epoch in range(done, epochs):
-            order = rng.permutation(len(x_all))
-            losses = []
-            for b in range(steps_per_epoch):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                ox, oy = rng.integers(0, big - size + 1, 2)
-                x = torch.from_numpy(x_all[idx, oy:oy + size, ox:ox + size].astype(np.float32))
-                x = x.permute(0, 3, 1, 2) / 127.5 - 1.0
-                flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-                x[flip] = x[flip].flip(3)
-                x = x * torch.from_numpy(rng.uniform(0.7, 1.3, (len(idx), 1, 1, 1)).astype(np.float32))
-                if rng.random() < 0.5:  # simulate distant faces: downsample then upsample the whole batch
-                    low = int(rng.integers(12, size))
-                    x = F.interpolate(F.interpolate(x, size=(low, low), mode="area"), size=(size, size),
-                                      mode="bilinear", align_corners=False)
-                loss = head(net(x.clamp(-1, 1)), torch.from_numpy(y_all[idx]))
-                self._optimizer_step(loss, opt, sched, losses, bar)
-            history.append(float(np.mean(losses)))
-            ckpt.save(epoch + 1, history)
-            bar.log(f"epoch {epoch + 1}/{epochs} done, mean loss {history[-1]:.4f} ({bar.status()})")
-        self._finish_fit(net, ckpt, bar, dataset)
-        summary: dict[str, Any] = {"loss": history, "seconds": time.time() - start, "crops": len(x_all)}
+        def batch(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            ox, oy = rng.integers(0, big - size + 1, 2)
+            x = torch.from_numpy(x_all[idx, oy:oy + size, ox:ox + size].astype(np.float32))
+            x = x.permute(0, 3, 1, 2) / 127.5 - 1.0
+            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
+            x[flip] = x[flip].flip(3)
+            x = x * torch.from_numpy(rng.uniform(0.7, 1.3, (len(idx), 1, 1, 1)).astype(np.float32))
+            if rng.random() < 0.5:  # simulate distant faces: downsample then upsample the whole batch
+                low = int(rng.integers(12, size))
+                x = F.interpolate(F.interpolate(x, size=(low, low), mode="area"), size=(size, size),
+                                  mode="bilinear", align_corners=False)
+            return x.clamp(-1, 1), torch.from_numpy(y_all[idx])
+
+        history, seconds, _ = self._train_margin(len(x_all), len(train_ids), batch, epochs=epochs,
+                                                 batch_size=batch_size, lr=lr, rng=rng, checkpoint=checkpoint,
+                                                 progress=progress, desc="fit face_recognizer", data=dataset)
+        summary: dict[str, Any] = {"loss": history, "seconds": seconds, "crops": len(x_all)}
         if enroll:
             self.gallery_names, self.gallery = [], np.zeros((0, self.config["embedding_dim"]), np.float32)
             self.enroll_gallery(dataset, train_ids)
@@ -438,6 +421,37 @@ class FaceRecognizerLearner(TorchFitMixin, Learner):
             self.calibrate(emb, names)
             summary.update(temperature=self.temperature, threshold=self.threshold)
         return summary
+
+    def _train_margin(self, n_samples: int, n_classes: int,
+                      batch: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]], *, epochs: int,
+                      batch_size: int, lr: float, rng: np.random.Generator, checkpoint: str | Path | None,
+                      progress: bool, desc: str, data: Any) -> tuple[list[float], float, int]:
+        """The margin-loss loop both training sources share (frame datasets here, face banks in
+        ``bank_training``): ``batch(indices)`` assembles one ``(input, class)`` batch. Returns the per-epoch mean
+        losses, the seconds trained and the steps per epoch."""
+        head = MarginHead(self.config["embedding_dim"], n_classes, self.config["scale"], self.config["margin"],
+                          self.config.get("loss", "cosface"))
+        net = self.net
+        opt = torch.optim.AdamW(list(net.parameters()) + list(head.parameters()), lr=lr, weight_decay=5e-4)
+        steps_per_epoch = max(1, n_samples // batch_size)
+        sched = warmup_cosine(opt, epochs * steps_per_epoch)
+        ckpt = TrainingCheckpoint(checkpoint, {"net": net, "head": head, "opt": opt, "sched": sched}, rng)
+        done, history = ckpt.resume()
+        start = time.time()
+        bar = Progress(epochs * steps_per_epoch, initial=done * steps_per_epoch, desc=desc, unit="step",
+                       enabled=progress)
+        net.train()
+        for epoch in range(done, epochs):
+            order = rng.permutation(n_samples)
+            losses: list[float] = []
+            for b in range(steps_per_epoch):
+                x, y = batch(order[b * batch_size:(b + 1) * batch_size])
+                self._optimizer_step(head(net(x), y), opt, sched, losses, bar)
+            history.append(float(np.mean(losses)))
+            ckpt.save(epoch + 1, history)
+            bar.log(f"epoch {epoch + 1}/{epochs} done, mean loss {history[-1]:.4f} ({bar.status()})")
+        self._finish_fit(net, ckpt, bar, data)
+        return history, time.time() - start, steps_per_epoch
 
     def calibrate(self, embeddings: np.ndarray, names: list[str]) -> None:
         """Fit the softmax temperature on enrolled-identity queries and the unknown threshold on all queries.
