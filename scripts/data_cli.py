@@ -83,6 +83,7 @@ def face_bank(ranges: str, views: int, gallery: str, seed: int, out: Path, dista
     same folder are refused.
     """
     from envs.worlds.face_scenes import IdentityViewSampler
+    from envs.worlds.identities import GALLERY_IDENTITIES, HELDOUT_IDENTITIES
     from perception.faces.bank import FaceBank, FaceBankConfig, generate_bank
 
     def span(text: str, option: str) -> tuple[int, int]:
@@ -95,7 +96,9 @@ def face_bank(ranges: str, views: int, gallery: str, seed: int, out: Path, dista
     spans = tuple(span(t.strip(), "--identities") for t in ranges.split(",") if t.strip())
     config = FaceBankConfig(identities=spans, gallery=None if gallery == "none" else span(gallery, "--gallery"),
                             views=views, identity_seed=identity_seed, distance=tuple(distance), yaw=tuple(yaw),
-                            camera_height=tuple(height))
+                            camera_height=tuple(height),
+                            split_gallery=(GALLERY_IDENTITIES.start, GALLERY_IDENTITIES.stop),
+                            split_heldout=(HELDOUT_IDENTITIES.start, HELDOUT_IDENTITIES.stop))
     generate_bank(out, seed, config, sampler=IdentityViewSampler, progress=not no_progress)
     bank = FaceBank(out)
     click.echo(json.dumps({"out": str(out), "identities": len(bank.identities),

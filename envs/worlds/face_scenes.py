@@ -27,7 +27,14 @@ import numpy as np
 from envs.sim.base import Pose
 from envs.sim.mujoco import MujocoBackend
 from envs.worlds.face_room import FACE_CAM, VIEWER, build_face_room
-from envs.worlds.identities import FaceIdentity, ellipsoid_normals, face_centre, face_points, generate_identities
+from envs.worlds.identities import (
+    FaceIdentity,
+    ellipsoid_normals,
+    face_centre,
+    face_points,
+    generate_identities,
+    identities_at,
+)
 from envs.worlds.people import HIDE_BELOW
 
 __all__ = ["FaceSceneSampler", "IdentityViewSampler", "label_face", "render_gallery"]
@@ -212,12 +219,13 @@ class IdentityViewSampler(FaceSceneSampler):
         config: view settings (the attributes of :class:`perception.faces.bank.FaceBankConfig`: ``distance``,
             ``yaw``, ``camera_height``, ``aim_jitter``, ``room_size``, ``image_size``, ``fovy``).
         world_dir: where the world is written (textures are reused across chunks).
-        identities: the people in this world.
+        identities: indices of the people in this world, drawn with ``config.identity_seed``
+            (:func:`~envs.worlds.identities.identities_at`).
     """
 
-    def __init__(self, config: Any, world_dir: str | Path, identities: list[FaceIdentity]) -> None:
+    def __init__(self, config: Any, world_dir: str | Path, identities: list[int]) -> None:
         self.config = config
-        self.identities = list(identities)
+        self.identities = identities_at(identities, config.identity_seed)
         path = build_face_room(self.identities, world_dir, n_furniture=0, room_size=config.room_size,
                                camera_size=tuple(config.image_size), fovy=config.fovy, seed=0)
         self.sim = MujocoBackend(path, hide_below=HIDE_BELOW)

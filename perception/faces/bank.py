@@ -63,6 +63,11 @@ class FaceBankConfig:
     crop_size: int = 80  #: side of the stored crops; a 64 px crop of the recogniser's margin sits in the middle
     min_height: float = 6.0  #: faces shorter than this (px) are redrawn
     shard_identities: int = 50
+    #: The identity split the bank's identities belong to (``envs.worlds.identities.identity_split``, identity
+    #: seed 0): a recogniser never trains on the gallery or held-out ranges, and only held-out identities calibrate
+    #: its unknown threshold. ``vantage data face-bank`` fills both from the split itself.
+    split_gallery: tuple[int, int] = (0, 50)
+    split_heldout: tuple[int, int] = (50, 550)
 
     def __post_init__(self) -> None:
         ranges = self.identities
@@ -76,9 +81,12 @@ class FaceBankConfig:
         ids = self.identity_list
         if len(set(ids)) != len(ids):
             raise InvalidArgumentError(f"identity ranges {ranges!r} overlap")
-        if self.gallery is not None and (len(self.gallery) != 2 or not 0 <= self.gallery[0] < self.gallery[1]):
-            raise InvalidArgumentError(f"gallery must be a [start, stop) range with 0 <= start < stop, got "
-                                       f"{self.gallery!r}")
+        for name in ("gallery", "split_gallery", "split_heldout"):
+            span = getattr(self, name)
+            if (span is not None or name != "gallery") and (
+                    not isinstance(span, tuple | list) or len(span) != 2 or not 0 <= span[0] < span[1]):
+                raise InvalidArgumentError(f"{name} must be a [start, stop) range with 0 <= start < stop, got "
+                                           f"{span!r}")
         for name in ("views", "identity_seed", "crop_size", "shard_identities"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "identity_seed" else 1):
@@ -142,15 +150,15 @@ def generate_bank(out: str | Path, seed: int, config: FaceBankConfig,
         out: bank folder; an existing one must hold this very bank (then it is completed).
         seed: view seed; view ``j`` of identity ``i`` depends only on ``(seed, i, j)``.
         config: the bank's settings.
-        sampler: builds a renderer ``sampler(config, world_dir, identities)`` with ``view(position, rng)`` and
-            ``frontal(position)`` (:class:`envs.worlds.face_scenes.IdentityViewSampler`).
+        sampler: builds a renderer ``sampler(config, world_dir, identity_indices)`` (identities of
+            ``config.identity_seed``) with ``view(position, rng)`` and ``frontal(position)``
+            (:class:`envs.worlds.face_scenes.IdentityViewSampler`).
         progress: report progress on stderr.
 
     Raises:
         DatasetError: ``out`` holds a bank made with other settings or seed.
         OutputExistsError: ``out`` is a file or holds another kind of artefact.
     """
-    from envs.worlds.identities import identities_at
     from perception.faces.recognizer import crop_face
 
     if not isinstance(config, FaceBankConfig):
@@ -178,7 +186,7 @@ def generate_bank(out: str | Path, seed: int, config: FaceBankConfig,
     size, margin = config.crop_size, config.crop_margin
     try:
         for s in todo:
-            scenes = sampler(config, world, identities_at(chunks[s], config.identity_seed))
+            scenes = sampler(config, world, chunks[s])
             columns: dict[str, list] = {k: [] for k in ("crops", "identity", "view", "distance", "yaw", "pitch",
                                                          "lighting", "box_height")}
             try:
@@ -212,7 +220,7 @@ def generate_bank(out: str | Path, seed: int, config: FaceBankConfig,
             bar.log(f"shard {s + 1}/{len(chunks)} written ({len(arrays['crops'])} views), {bar.status()}")
         if need_gallery:
             gallery = config.gallery_list
-            scenes = sampler(config, world, identities_at(gallery, config.identity_seed))
+            scenes = sampler(config, world, gallery)
             try:
                 crops = [crop_face(*_frontal_crop_args(scenes, k)) for k in range(len(gallery))]
             finally:
@@ -262,7 +270,7 @@ class FaceBank:
 
     @staticmethod
     def name(identity: int) -> str:
-        """The identity's name, as :func:`envs.worlds.identities.sample_identity` gives it."""
+        """The identity's name, as the identity generator (``envs.worlds.identities``) gives it."""
         return f"id_{identity:03d}"
 
     @property

@@ -1,10 +1,11 @@
 """Training, calibrating and evaluating the face recogniser on face banks (:mod:`perception.faces.bank`).
 
 :func:`fit_bank` trains the embedding with an angular-margin loss (:mod:`perception.faces.margin`) on every view of
-a bank's identities — which must all be training identities: the gallery and the held-out identities of
-:func:`envs.worlds.identities.identity_split` are refused — then enrols the gallery from one frontal crop each
-and calibrates on a second bank of gallery and held-out identities: the softmax temperature on the gallery's
-views, the unknown threshold for a target false-accept rate on the held-out identities' views.
+a bank's identities — which must all be training identities: the gallery and the held-out identities of the
+bank's identity split (``FaceBankConfig.split_gallery``, ``split_heldout``) are refused — then enrols the gallery
+from one frontal crop each and calibrates on a second bank of gallery and held-out identities: the softmax
+temperature on the gallery's views, the unknown threshold for a target false-accept rate on the held-out
+identities' views.
 :func:`eval_bank` reports verification (TAR at FAR), identification and open-set figures
 (:func:`perception.faces.verification.open_set_report`).
 """
@@ -65,15 +66,14 @@ def augment(x: torch.Tensor, rng: np.random.Generator, out: int = GALLERY_CROP) 
 
 
 def _check_training_identities(bank: FaceBank) -> list[int]:
-    from envs.worlds.identities import GALLERY_IDENTITIES, HELDOUT_IDENTITIES
-
+    gallery, heldout = bank.config.split_gallery, bank.config.split_heldout
     ids = bank.identities
-    banned = sorted(set(ids) & (set(GALLERY_IDENTITIES) | set(HELDOUT_IDENTITIES)))
+    banned = sorted(set(ids) & (set(range(*gallery)) | set(range(*heldout))))
     if bank.config.identity_seed == 0 and banned:
         raise InvalidArgumentError(
             f"face bank {bank.root} holds gallery or held-out identities ({banned[:5]}...): the recogniser is "
-            f"never trained on identities {GALLERY_IDENTITIES.start}-{HELDOUT_IDENTITIES.stop - 1}; render the "
-            f"training bank from identity {HELDOUT_IDENTITIES.stop} up")
+            f"never trained on the gallery ({gallery[0]}-{gallery[1] - 1}) or held-out ({heldout[0]}-{heldout[1] - 1}) "
+            f"identities; render the training bank from identity {max(gallery[1], heldout[1])} up")
     return ids
 
 
@@ -139,13 +139,11 @@ def calibrate_bank(learner: FaceRecognizerLearner, bank: FaceBank, target_far: f
     Raises:
         InvalidArgumentError: ``bank`` has no views of gallery identities or none of other identities.
     """
-    from envs.worlds.identities import HELDOUT_IDENTITIES
-
     emb, truth, data = _probes(learner, bank)
     known = truth >= 0
     unknown = ~known
     if bank.config.identity_seed == 0:  # only held-out identities may calibrate: never a training one
-        unknown &= np.isin(data["identity"], list(HELDOUT_IDENTITIES))
+        unknown &= np.isin(data["identity"], list(range(*bank.config.split_heldout)))
     if not known.any() or not unknown.any():
         raise InvalidArgumentError(f"calibration bank {bank.root} needs views of gallery identities and of held-out "
                                    f"identities; it has {int(known.sum())} and {int(unknown.sum())}")

@@ -81,7 +81,7 @@ def test_bank_is_deterministic_resumable_and_refuses_other_settings(banks: tuple
 def test_training_on_gallery_or_heldout_identities_is_refused(banks: tuple[FaceBank, FaceBank]) -> None:
     _, calib = banks
     rec = FaceRecognizerLearner(embedding_dim=16, width=8)
-    with pytest.raises(InvalidArgumentError, match="never trained on identities 0-549"):
+    with pytest.raises(InvalidArgumentError, match=r"never trained on the gallery \(0-49\) or held-out \(50-549\)"):
         rec.fit(calib, epochs=1, batch_size=4, progress=False, calibration=str(calib.root))
     assert GALLERY_IDENTITIES.stop == HELDOUT_IDENTITIES.start
 
