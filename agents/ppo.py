@@ -11,6 +11,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.utils import update_learning_rate
 
 from agents.face_policies import FacePaperCNN
+from agents.fusion_policies import FUSION_PPO_PRESETS
 from agents.normalization import EpisodeMinMaxRolloutBuffer
 from agents.policies import SplitLRActorCriticCnnPolicy, TrackingCNN
 from envs.errors import InvalidArgumentError, lookup
@@ -98,6 +99,10 @@ PPO_PRESETS.update({
 })
 
 
+# Sensor-fused peg insertion (agents/fusion_policies.py): PPO on the fusion encoder's latent, and end to end.
+PPO_PRESETS.update(FUSION_PPO_PRESETS)
+
+
 def ppo_kwargs(preset: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Constructor keyword arguments for :class:`VantagePPO` from a named preset plus overrides."""
     kwargs = {k: (dict(v) if isinstance(v, dict) else v) for k, v in lookup("PPO preset", PPO_PRESETS, preset).items()}
@@ -167,3 +172,9 @@ def make_ppo(env: Any, preset: str, normalize_rewards: bool = False, overrides: 
     if normalize_rewards:
         kwargs["rollout_buffer_class"] = EpisodeMinMaxRolloutBuffer
     return VantagePPO(policy, env, **{**kwargs, **sb3_kwargs})
+
+
+# The VQA task's preset lives beside its fused-map extractor (agents/vqa_policies.py).
+from agents.vqa_policies import VQA_PPO_PRESETS  # noqa: E402
+
+PPO_PRESETS.update(VQA_PPO_PRESETS)

@@ -56,3 +56,31 @@ def make_drone_face_env(*, pipeline: Any = None, detector_dir: str | Path | None
     elif detector_dir is not None or recognizer_dir is not None:
         raise InvalidArgumentError("pass either pipeline= or detector_dir/recognizer_dir, not both")
     return DroneFaceEnv(pipeline=pipeline, **kwargs)
+
+
+DEFAULT_VQA = ASSETS / "models" / "vqa_film"
+
+
+def make_vqa_env(*, vqa: Any = None, vqa_dir: str | Path | None = None, perception_threads: int = 1,
+                 **kwargs: Any) -> Any:
+    """``vantage/VQAVirtualCamera-v0`` with a VQA model loaded from a saved folder.
+
+    Args:
+        vqa: a ready VQA model (``tokenize``, ``answers``, ``__call__(views, tokens)``); then nothing is loaded.
+        vqa_dir: saved VQA model (default ``assets/models/vqa_film``; any :class:`perception.vqa.VQALearner`).
+        perception_threads: torch CPU threads for the model (1 keeps vectorised environments from fighting).
+        **kwargs: :class:`envs.tasks.vqa_camera.VQACameraEnv` arguments and settings.
+    """
+    from envs.tasks.vqa_camera import VQACameraEnv
+
+    if vqa is None:
+        import torch
+
+        from perception.learner import load_model
+        from perception.vqa import VQALearner  # noqa: F401  (registers the model name)
+
+        torch.set_num_threads(perception_threads)
+        vqa = load_model(vqa_dir or DEFAULT_VQA)
+    elif vqa_dir is not None:
+        raise InvalidArgumentError("pass either vqa= or vqa_dir=, not both")
+    return VQACameraEnv(vqa=vqa, **kwargs)

@@ -52,10 +52,12 @@ import numpy as np
 from envs.errors import InvalidArgumentError, UnknownNameError
 
 __all__ = [
+    "INSERTION_REWARDS",
     "RECOGNITION_REWARDS",
     "REWARD_SCHEMES",
     "GainReward",
     "HintReward",
+    "InsertionReward",
     "NegativeReward",
     "PaperRecognitionReward",
     "RewardScheme",
@@ -309,6 +311,49 @@ class PaperRecognitionReward:
 RECOGNITION_REWARDS: dict[str, type[ShapedRecognitionReward] | type[PaperRecognitionReward]] = {
     "shaped": ShapedRecognitionReward, "paper": PaperRecognitionReward,
 }
+
+
+class InsertionReward:
+    """Peg-in-hole reward (the manipulation task): distance shaping plus a sparse success bonus.
+
+    Reads ``distance_error`` (metres from the peg tip to the point the tip reaches when inserted, plus the yaw
+    misalignment weighted in metres per radian by the task) and ``success``. Terms:
+
+    * ``distance = scale * (e(t-1) - e(t))`` (TD shaping; 0 in the ``sparse`` scheme);
+    * ``success = bonus`` on the step the peg is inserted, else 0;
+    * ``time = -time_penalty`` every step.
+
+    Args:
+        shaped: ``False`` drops the distance term (the ``sparse`` scheme).
+        scale: weight of the distance shaping (per metre).
+        bonus: success reward.
+        time_penalty: per-step cost.
+    """
+
+    TERMS: ClassVar[tuple[str, ...]] = ("distance", "success", "time")
+
+    def __init__(self, shaped: bool = True, scale: float = 10.0, bonus: float = 10.0, time_penalty: float = 0.01
+                 ) -> None:
+        self.shaped = bool(shaped)
+        self.scale, self.bonus = _number("scale", scale), _number("bonus", bonus)
+        self.time_penalty = _number("time_penalty", time_penalty)
+        self._previous = 0.0
+
+    def reset(self, signals: Mapping[str, float]) -> None:
+        """Start an episode whose first distance error is ``signals["distance_error"]``."""
+        self._previous = _number("distance_error", signals["distance_error"])
+
+    def __call__(self, signals: Mapping[str, float]) -> tuple[float, dict[str, float]]:
+        error = _number("distance_error", signals["distance_error"])
+        terms = {"distance": self.scale * (self._previous - error) if self.shaped else 0.0,
+                 "success": self.bonus if signals["success"] else 0.0,
+                 "time": -self.time_penalty}
+        self._previous = error
+        return float(sum(terms.values())), terms
+
+
+#: Peg-insertion scheme name -> constructor keyword arguments of :class:`InsertionReward`.
+INSERTION_REWARDS: dict[str, dict[str, bool]] = {"shaped": {"shaped": True}, "sparse": {"shaped": False}}
 
 
 def minmax_normalize(rewards: np.ndarray) -> np.ndarray:

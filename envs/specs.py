@@ -216,6 +216,42 @@ TASKS: dict[str, TaskSpec] = {
                           metric_label="identification accuracy (random starts)"),
             sweep_metric=("accuracy", "max"),
         ),
+        TaskSpec(
+            name="fusion",
+            env_id="vantage/PegInsertion-v0",
+            entry_point="envs.tasks.peg_insertion:PegInsertionEnv",
+            max_episode_steps=150,
+            summary="a Panda inserts a peg from fused RGB, depth, force/torque and proprioception, with failing "
+                    "sensors (OpenDR D4.1/D4.2 Sec. 5.1)",
+            options=(
+                TaskOption("peg", ("round", "square", "triangle"), "round", "peg shape (hole to match)"),
+                TaskOption("reward", ("shaped", "sparse"), "shaped", "reward scheme"),
+            ),
+            presets={"ppo": "fusion-latent"},
+            evaluator="envs.tasks.peg_insertion:PegInsertionEvaluator",
+            baselines={"scripted": "agents.fusion_scripted:ScriptedInsertion"},
+            benchmarks=("env", "fusion"),
+            sweep_metric=("success_rate", "max"),
+        ),
+        TaskSpec(
+            name="vqa",
+            env_id="vantage/VQAVirtualCamera-v0",
+            entry_point="envs.registration:make_vqa_env",
+            max_episode_steps=100,
+            summary="a virtual camera zooms and pans over a scene so a frozen VQA model answers better "
+                    "(Bozinis et al., ICPR 2020; OpenDR D4.1 Sec. 2.7)",
+            options=(
+                TaskOption("camera", ("crop", "ptz"), "crop", "crop: window over one render; ptz: re-rendered camera"),
+                TaskOption("moves", ("coarse", "paper"), "coarse", "step sizes: coarse 50 % zoom; paper 4 %"),
+                TaskOption("reward", ("gain",), "gain", "reward scheme (confidence gain of the correct answer)"),
+            ),
+            presets={"ppo": "vqa", "rainbow": "vqa"},
+            evaluator="envs.tasks.vqa_camera:VQAEvaluator",
+            baselines={"whole_image": "agents.vqa_policies:WholeImagePolicy",
+                       "random": "agents.vqa_policies:RandomMovesPolicy", "rule": "agents.vqa_policies:RulePolicy"},
+            benchmarks=("active-vs-static",),
+            sweep_metric=("accuracy", "max"),
+        ),
     )
 }
 

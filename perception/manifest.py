@@ -33,6 +33,8 @@ MODEL_REGISTRY: dict[str, str] = {
     "face_recognizer": "perception.faces.recognizer:FaceRecognizerLearner",
     "yunet": "perception.faces.external:YuNetDetector",
     "sface": "perception.faces.external:SFaceRecognizer",
+    "fusion_encoder": "perception.fusion.learner:FusionEncoderLearner",
+    "vqa": "perception.vqa.model:VQALearner",
 }
 
 MANIFEST = "manifest.json"

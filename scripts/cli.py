@@ -34,9 +34,13 @@ def _register() -> None:
     from scripts.data_cli import data; main.add_command(data)
     from scripts.bench_perception import bench_perception; bench.add_command(bench_perception)
     from scripts.bench_rainbow import rainbow as _rainbow; bench.add_command(_rainbow)
-    from scripts.bench_face_recognition import active_vs_static; bench.add_command(active_vs_static)
+    from scripts.bench_face_recognition import active_vs_static
+    from scripts.vqa_cli import ActiveVsStaticDispatch, vqa_active_vs_static
+    bench.add_command(ActiveVsStaticDispatch({"face-recognition": active_vs_static, "vqa": vqa_active_vs_static}))
     from scripts.deploy import bench_deploy, deploy, export_cmd; main.add_command(export_cmd); main.add_command(deploy); bench.add_command(bench_deploy)
     from scripts.sweep import bench_sweep_overhead, sweep_cmd; main.add_command(sweep_cmd); bench.add_command(bench_sweep_overhead)
+    from scripts.vqa_cli import vqa; main.add_command(vqa)
+    from scripts.fusion_cli import bench_fusion, fusion; main.add_command(fusion); bench.add_command(bench_fusion)
 
 
 _register()

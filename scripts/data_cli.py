@@ -105,3 +105,46 @@ def face_bank(ranges: str, views: int, gallery: str, seed: int, out: Path, dista
                            "views": int(sum(json.loads(s.with_suffix(".json").read_text())["count"]
                                             for s in bank.shards)),
                            "hash": bank.content_hash}, indent=2))
+
+
+@data.command("vqa")
+@click.option("--scenes", type=int, required=True, help="number of scenes (1024x1024 renders), 1 or more")
+@click.option("--questions-per-scene", type=int, default=10, show_default=True, help="1 .. 100")
+@click.option("--seed", type=int, default=0, show_default=True, help="scene i depends only on (seed, i)")
+@click.option("--split", default="train", show_default=True, help="train, val or test (the CLEVR file names)")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--overwrite", is_flag=True, help="replace the split's files in --out")
+@click.option("--no-progress", is_flag=True, help="print no progress")
+def vqa(scenes: int, questions_per_scene: int, seed: int, split: str, out: Path, overwrite: bool,
+        no_progress: bool) -> None:
+    """Render CLEVR-like scenes in MuJoCo with balanced questions, as a CLEVR-format folder (docs/vqa.md)."""
+    from envs.worlds.vqa_questions import generate_vqa_dataset
+
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            click.echo(f"{done}/{total} scenes", err=True)
+
+    summary = generate_vqa_dataset(out, scenes, seed=seed, split=split, questions_per_scene=questions_per_scene,
+                                   overwrite=overwrite, progress=None if no_progress else progress)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@data.command("fusion")
+@click.option("--episodes", type=int, required=True, help="episodes to record, 1 or more")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--peg", type=click.Choice(["round", "square", "triangle"]), default="round", show_default=True)
+@click.option("--max-steps", type=int, default=80, show_default=True, help="steps per episode at most")
+@click.option("--random-fraction", type=float, default=0.3, show_default=True,
+              help="share of episodes driven by random actions (the rest: the scripted controller plus noise)")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--overwrite", is_flag=True, help="replace a dataset in --out")
+@click.option("--no-progress", is_flag=True, help="print no progress")
+def fusion(episodes: int, seed: int, peg: str, max_steps: int, random_fraction: float, out: Path, overwrite: bool,
+           no_progress: bool) -> None:
+    """Record synchronised RGB, depth, force/torque and proprioception from the peg world (docs/fusion.md)."""
+    from agents.fusion_data import collect_fusion_data
+
+    ds = collect_fusion_data(out, episodes, seed=seed, peg=peg, max_steps=max_steps, random_fraction=random_fraction,
+                             overwrite=overwrite, progress=not no_progress)
+    click.echo(json.dumps({"out": str(out), "samples": len(ds), "episodes": ds.info["episodes"],
+                           "seconds": ds.info["seconds"], "hash": ds.content_hash}, indent=2))

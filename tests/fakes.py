@@ -1144,3 +1144,28 @@ class DictObsEnv(gym.Env):
         self._t += 1
         self._mode = int(self.np_random.integers(2))
         return self._obs(), reward, False, self._t >= 10, {}
+
+
+# == A scripted VQA model for vantage/VQAVirtualCamera-v0 =====================================================
+
+class FakeVQA:
+    """Answers from a view's mean colour: ``p(answer i)`` is the softmax of ``view[..., i % 3].mean() / 40 + i / 100``.
+
+    Known words are ``FakeVQA.WORDS``; others tokenise to the unknown id 1, as a real tokenizer does.
+    """
+
+    answers: ClassVar[list[str]] = ["yes", "no", "0", "1", "2", "3", "red", "blue"]
+    WORDS: ClassVar[tuple[str, ...]] = ("is", "there", "a", "red", "cube", "how", "many", "what", "color", "?")
+
+    def tokenize(self, question: str) -> tuple[list[int], int]:
+        words = question.lower().replace("?", " ?").split()
+        ids = [self.WORDS.index(w) + 2 if w in self.WORDS else 1 for w in words]
+        return ids, sum(i == 1 for i in ids)
+
+    def probabilities(self, view: np.ndarray) -> np.ndarray:
+        logits = np.array([view[..., i % 3].astype(np.float64).mean() / 40 + i / 100 for i in range(len(self.answers))])
+        p = np.exp(logits - logits.max())
+        return p / p.sum()
+
+    def __call__(self, views: np.ndarray, tokens: list[list[int]]) -> np.ndarray:
+        return np.stack([self.probabilities(v) for v in views])

@@ -788,3 +788,9 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(item) for item in value]
     return value
+
+
+# The VQA task's preset lives beside its fused-map extractor (agents/vqa_policies.py).
+from agents.vqa_policies import VQA_RAINBOW_PRESETS  # noqa: E402
+
+PRESETS.update(VQA_RAINBOW_PRESETS)

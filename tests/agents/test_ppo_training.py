@@ -43,7 +43,8 @@ def test_preset_lookup_and_errors():
     assert kwargs["gamma"] == 0.5 and kwargs["clip_range"] == 0.2 and kwargs["n_epochs"] == 10
     assert kwargs["policy_kwargs"]["critic_lr_scale"] == 2.0
     assert kwargs["policy_kwargs"]["share_features_extractor"] is False
-    with pytest.raises(UnknownNameError, match="face-cpu, face-paper, face-toolkit, tracking-paper"):
+    known = "face-cpu, face-paper, face-toolkit, fusion-end-to-end, fusion-latent, tracking-paper, vqa"
+    with pytest.raises(UnknownNameError, match=known):
         ppo_kwargs("fast")
 
 

@@ -57,11 +57,11 @@ def test_same_seed_same_trajectory_and_reward_is_the_sum_of_its_terms(env_id: st
         actions = [a.action_space.sample() for _ in range(40)]
         obs_a, info_a = a.reset(seed=11)
         obs_b, info_b = b.reset(seed=11)
-        np.testing.assert_array_equal(obs_a, obs_b)
+        _assert_same_obs(obs_a, obs_b)
         assert info_a == info_b
         for action in actions:
             out_a, out_b = a.step(action), b.step(action)
-            np.testing.assert_array_equal(out_a[0], out_b[0])
+            _assert_same_obs(out_a[0], out_b[0])
             assert out_a[1:] == out_b[1:]
             reward, info = out_a[1], out_a[4]
             terms = [v for k, v in info.items() if k.startswith("reward_")]
@@ -69,13 +69,29 @@ def test_same_seed_same_trajectory_and_reward_is_the_sum_of_its_terms(env_id: st
             if out_a[2] or out_a[3]:
                 obs_a, _ = a.reset()
                 obs_b, _ = b.reset()
-                np.testing.assert_array_equal(obs_a, obs_b)
+                _assert_same_obs(obs_a, obs_b)
         other, _ = a.reset(seed=12)
         first, _ = b.reset(seed=11)
-        assert not np.array_equal(other, first)
+        assert not _same_obs(other, first)
     finally:
         a.close()
         b.close()
+
+
+def _same_obs(a: Any, b: Any) -> bool:
+    """Observations equal, ``Dict`` ones key by key."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return np.array_equal(a, b)
+
+
+def _assert_same_obs(a: Any, b: Any) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"observation {key!r}")
+    else:
+        np.testing.assert_array_equal(a, b)
 
 
 def _bad_actions(space: gym.Space) -> list[Any]:

@@ -97,9 +97,14 @@ def _strip_strings_and_comments(text: str) -> str:
 # -- world files ----------------------------------------------------------------------------------------
 
 
+#: Worlds of tasks that run on MuJoCo only (their environments refuse backend="webots" by name): the VQA scenes are
+#: generated and rendered per episode, which the Webots backend's one-world-file-per-run model does not fit.
+MUJOCO_ONLY_WORLDS = {"vqa"}
+
+
 def test_there_is_a_webots_world_for_every_mujoco_world() -> None:
     mujoco = {p.stem for p in (worlds_dir() / "mujoco").glob("*.xml")}
-    assert mujoco <= {p.stem for p in WEBOTS_WORLDS}
+    assert mujoco - MUJOCO_ONLY_WORLDS <= {p.stem for p in WEBOTS_WORLDS}
 
 
 @pytest.mark.parametrize("path", WEBOTS_WORLDS, ids=lambda p: p.name)

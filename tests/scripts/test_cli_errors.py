@@ -45,7 +45,7 @@ def bench_env(out: Path, *extra: str) -> list[str]:
     (["train", "tracking", "--steps", "x", "--out", "r"], "'x' is not a valid integer"),
     (["trian"], "No such command 'trian'"),
     (["--bogus"], "No such option '--bogus'"),
-    (["bench", "env", "mars"], "'mars' is not 'tracking'"),
+    (["bench", "env", "mars"], "'mars' is not one of 'tracking', 'fusion'"),
     (["train", "tracking", "--set", "=1", "--out", "r"], "has no KEY"),
     (["demo", "--run", "tracking"], "must look like KEY=VALUE"),
 ])
