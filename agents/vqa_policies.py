@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ class VQAFusionExtractor(BaseFeaturesExtractor):
         return fused
 
 
-class _Baseline:
+class _Baseline(ABC):
     def __init__(self, env: gym.Env | None = None, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
         self.t = 0
@@ -95,8 +96,9 @@ class _Baseline:
         self.t += 1
         return np.int64(action), None
 
+    @abstractmethod
     def act(self, t: int) -> int:
-        raise NotImplementedError
+        """The action at move ``t`` of the episode."""
 
 
 class WholeImagePolicy(_Baseline):
