@@ -213,10 +213,13 @@ class VQACameraEnv(VantageEnv):
         image, q, scene = self._episode(None if index is None else int(index))
         self._image = image
         if image is not None:
-            self._pyramid = [image]
-            while min(self._pyramid[-1].shape[:2]) >= 4 * self.settings.image_size:
-                p = self._pyramid[-1]
-                self._pyramid.append(cv2.resize(p, (p.shape[1] // 2, p.shape[0] // 2), interpolation=cv2.INTER_AREA))
+            if not (self._pyramid and self._pyramid[0] is image):
+                # Questions of one scene share its (cached) image: build its pyramid once, not once per episode.
+                self._pyramid = [image]
+                while min(self._pyramid[-1].shape[:2]) >= 4 * self.settings.image_size:
+                    p = self._pyramid[-1]
+                    self._pyramid.append(cv2.resize(p, (p.shape[1] // 2, p.shape[0] // 2),
+                                                    interpolation=cv2.INTER_AREA))
             self._h, self._w = image.shape[:2]
         else:
             self._h = self._w = IMAGE_SIZE
